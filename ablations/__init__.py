@@ -1,0 +1,1 @@
+"""Running many experiments: matrices, the runner, ablation and timing tables, benchmarks."""

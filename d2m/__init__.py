@@ -1,0 +1,1 @@
+"""The `d2m` command line, on top of every package."""

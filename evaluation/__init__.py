@@ -1,0 +1,1 @@
+"""Metrics, the dance-style classifier the metrics use, and rendering of dances to video."""

@@ -1,0 +1,1 @@
+"""Running one experiment: configs, stages, run directories, generation."""

@@ -1,0 +1,60 @@
+"""Size presets: overrides applied on top of the paper-size defaults, before the YAML file.
+
+`paper` is the original release's sizes; `small` trains in minutes on a 2-core CPU and still learns
+on the built-in data; `tiny` runs in seconds, for tests.
+"""
+
+PRESETS: dict[str, dict] = {
+    "paper": {},
+    "small": {
+        "data": {"synth": {"clips_per_style": 12, "seconds": 30.0}},
+        "style": {"optim": {"max_epochs": 40, "batch_size": 64}},
+        "decomposition": {
+            "init_hidden": 64,
+            "movement_dim": 32,
+            "hidden": 128,
+            "optim": {"batch_size": 32, "max_epochs": 1000, "max_steps": 1500, "lr": 1e-3},
+        },
+        "composition": {
+            "dance_dim": 32,
+            "hidden": 128,
+            "disc_hidden": [128, 64, 32, 30],
+            "regressor_hidden": [64, 64, 32],
+            "optim": {"batch_size": 32, "max_epochs": 1000, "max_steps": 800, "lr": 5e-4},
+        },
+        "evaluation": {"samples_per_clip": 3, "classifier": {"optim": {"max_epochs": 20}}},
+    },
+    "tiny": {
+        "data": {"synth": {"clips_per_style": 3, "seconds": 12.0}},
+        "style": {
+            "hidden": 8,
+            "head_hidden": 8,
+            "style_dim": 8,
+            "optim": {"max_epochs": 2, "batch_size": 16, "early_stopping_patience": 0},
+        },
+        "decomposition": {
+            "init_dim": 4,
+            "init_hidden": 8,
+            "movement_dim": 8,
+            "hidden": 16,
+            "optim": {"batch_size": 8, "max_epochs": 1, "max_steps": 4},
+        },
+        "composition": {
+            "dance_dim": 8,
+            "hidden": 16,
+            "noise_dim": 4,
+            "music_hidden": [8, 8],
+            "disc_hidden": [16, 8, 8, 8],
+            "audio_disc_hidden": 8,
+            "regressor_hidden": [8, 8, 8],
+            "optim": {"batch_size": 4, "max_epochs": 1, "max_steps": 4},
+        },
+        "evaluation": {
+            "samples_per_clip": 2,
+            "max_clips": 2,
+            "classifier": {"hidden": 8, "feature_dim": 8, "optim": {"max_epochs": 1, "batch_size": 8}},
+        },
+        "trainer": {"log_every_n_steps": 1},
+        "logging": {"wandb": False},
+    },
+}

@@ -1,0 +1,1 @@
+"""Plain networks, pluggable loss terms, and the three LightningModules that train them."""
