@@ -1,0 +1,132 @@
+"""Run a matrix: every cell in its own process, several at once, failures isolated, resumable.
+
+Each cell is `python -m d2m run BASE overrides...` in a child process, so a crash or an exhausted
+memory in one cell cannot take the others down, and parallel cells do not share a torch thread pool.
+Cells whose run directory is done are skipped; cells sharing a stage wait on that stage's file lock
+and find it trained. The state of every cell is kept in results/<name>/cells.json, and the tables
+are rebuilt from the run directories at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ablations.matrix import CellRun, expand, load_matrix
+from ablations.sweep import write_sweep
+from ablations.tables import build_tables, metrics_for
+from datamodules.atomic import write_json
+from datamodules.errors import D2MError
+from experiments.rundir import is_done, run_dir
+
+RESULTS_DIR = Path("results")
+
+
+def _run_cell(run: CellRun, base: Path, until: str, log_dir: Path, threads: int) -> dict[str, Any]:
+    folder = run_dir(run.cfg)
+    entry = {"cell": run.cell, "seed": run.seed, "device": run.device, "run_dir": str(folder)}
+    if is_done(folder):
+        return {**entry, "status": "done", "note": "already finished"}
+    log = log_dir / f"{run.label}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
+    command = ["run"] if until == "evaluation" else ["train", until]
+    cmd = [sys.executable, "-m", "d2m", *command, str(base), *run.overrides, f"trainer.threads={threads}"]
+    t0 = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, check=False)
+    seconds = round(time.perf_counter() - t0, 1)
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        return {**entry, "status": "failed", "seconds": seconds, "log": str(log), "error": tail[0][-300:]}
+    return {**entry, "status": "done", "seconds": seconds, "log": str(log)}
+
+
+def render_dances(entries: list[dict[str, Any]], out: Path) -> list[Path]:
+    """One rendered dance per cell (its first finished run), to the first test clip's music."""
+    from experiments.generate import generate_from_run
+    from experiments.rundir import load_run
+
+    written: list[Path] = []
+    done_cells: set[str] = set()
+    for e in entries:
+        if e["status"] != "done" or e["cell"] in done_cells:
+            continue
+        run = load_run(e["run_dir"])
+        audio = first_test_audio(Path(run.stages["data"]["root"]))
+        written += generate_from_run(Path(e["run_dir"]), audio, out / f"{e['cell']}.mp4", samples=1,
+                                     seed=int(e["seed"]), progress=False)
+        done_cells.add(e["cell"])
+    return written
+
+
+def first_test_audio(root: Path) -> Path:
+    import pandas as pd
+
+    clips = pd.read_csv(root / "clips.csv")
+    test = clips[clips["split"] == "test"]
+    clip_id = (test if not test.empty else clips)["clip_id"].iloc[0]
+    return root / "audio" / f"{clip_id}.wav"
+
+
+def run_matrix(
+    path: str | Path,
+    jobs: int = 1,
+    export_sweep: str | None = None,
+    only_cell: str | None = None,
+    only_seed: int | None = None,
+    only_device: str | None = None,
+    results_dir: Path = RESULTS_DIR,
+    extra_overrides: list[str] | tuple[str, ...] = (),
+) -> Path:
+    """Run every pending cell of a matrix and write its tables; returns results/<name>/."""
+    matrix = load_matrix(path)
+    runs = expand(matrix, extra_overrides)
+    if export_sweep:
+        return write_sweep(matrix, Path(export_sweep))
+    if only_cell is not None and only_cell not in matrix.cells:
+        raise D2MError(f"no cell '{only_cell}' in matrix {matrix.path} (cells: {', '.join(matrix.cells)})")
+    runs = [
+        r for r in runs
+        if (only_cell is None or r.cell == only_cell)
+        and (only_seed is None or r.seed == only_seed)
+        and (only_device is None or r.device == only_device)
+    ]
+    out = results_dir / matrix.name
+    out.mkdir(parents=True, exist_ok=True)
+    entries: list[dict[str, Any]] = []
+    todo: list[CellRun] = []
+    for r in runs:
+        if r.device == "cuda" and not torch.cuda.is_available():
+            entries.append({"cell": r.cell, "seed": r.seed, "device": r.device, "run_dir": str(run_dir(r.cfg)),
+                            "status": "skipped", "note": "no CUDA device present"})
+        else:
+            todo.append(r)
+    jobs = max(1, min(jobs, len(todo) or 1))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    base = Path(matrix.base)
+    print(f"matrix {matrix.name}: {len(todo)} runs ({len(entries)} skipped), {jobs} at a time", file=sys.stderr)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for result in pool.map(lambda r: _run_cell(r, base, matrix.until, out / "logs", threads), todo):
+            entries.append(result)
+            write_json(out / "cells.json", entries)
+            print(f"  {result['cell']} seed {result['seed']} {result['device']}: {result['status']}"
+                  + (f" ({result.get('error')})" if result["status"] == "failed" else ""), file=sys.stderr)
+    write_json(out / "cells.json", entries)
+    build_tables(out, entries, baseline=matrix.baseline, title=matrix.name, table_name=matrix.table,
+                 metrics=metrics_for(matrix.until, entries), wandb_cfg=runs[0].cfg if runs else None)
+    if matrix.render:
+        render_dances(entries, out / "dances")
+    failed = [e for e in entries if e["status"] == "failed"]
+    if failed:
+        names = ", ".join(f"{e['cell']}/s{e['seed']}/{e['device']}" for e in failed)
+        raise D2MError(f"{len(failed)} of {len(entries)} runs failed ({names}); logs under {out / 'logs'}; "
+                       f"tables of the others are in {out}")
+    return out

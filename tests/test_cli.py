@@ -1,0 +1,48 @@
+"""The command line: every documented command exists, bad input is one line and exit status 2."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from d2m.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = ["data", "run", "train", "evaluate", "generate", "ablate", "bench", "import-original"]
+
+
+def test_help_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "d2m", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in COMMANDS:
+        assert command in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["run", "tiny", "trainer.acelerator=cpu"], "trainer.acelerator"),
+        (["run", "no-such-config"], "config file not found"),
+        (["train", "style", "tiny", "style.arch=huge"], "choices: original, improved"),
+        (["evaluate", "/no/such/run"], "run directory not found"),
+        (["ablate", "no-such-matrix"], "matrix file not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("d2m: error:") and needle in err
+    assert len(err.splitlines()) == 1
+
+
+def test_readme_commands_and_make_targets_exist():
+    readme = (ROOT / "README.md").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-zA-Z][\w-]*):", makefile, flags=re.M))
+    for target in re.findall(r"make ([a-z][\w-]*)", readme):
+        assert target in targets, f"README names make target '{target}' that the Makefile lacks"
+    parser = build_parser()
+    known = set(parser._subparsers._group_actions[0].choices)  # the documented subcommands
+    for command in re.findall(r"^\s*d2m ([a-z][\w-]*)", readme, flags=re.M):
+        assert command in known, f"README names 'd2m {command}' that the command line lacks"

@@ -1,0 +1,75 @@
+"""Ablation and timing tables are pure functions of run directories."""
+
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from ablations.stats import mean_std, welch
+from ablations.tables import REFERENCE_ROW, build_tables
+from datamodules.atomic import write_json
+
+
+def fake_runs(tmp_path, values):
+    """Run folders holding only what tables read: metrics.json, timings.json, stages.json."""
+    entries = []
+    for cell, per_seed in values.items():
+        for seed, v in enumerate(per_seed):
+            folder = tmp_path / "runs" / f"{cell}-s{seed}"
+            write_json(folder / "metrics.json", {"evaluation/fid": v, "evaluation/beat_hit_rate": v / 10,
+                                                 "reference/fid": 1.0, "reference/beat_hit_rate": 0.9})
+            write_json(folder / "stages.json", {"style": {"key": f"sty{seed}"}, "composition": {"key": f"{cell}{seed}"}})
+            write_json(folder / "timings.json", {
+                "style": {"device": "cpu", "ms_per_step": 10.0, "samples_per_s": 100.0, "steps": 5, "fit_seconds": 1.0},
+                "composition": {"device": "cpu", "ms_per_step": 20.0 + seed, "samples_per_s": 50.0, "steps": 5,
+                                "fit_seconds": 2.0},
+            })
+            entries.append({"cell": cell, "seed": seed, "device": "cpu", "run_dir": str(folder), "status": "done"})
+    return entries
+
+
+def test_ablation_table_means_differences_and_reference(tmp_path):
+    entries = fake_runs(tmp_path, {"full": [10.0, 12.0, 14.0], "ablated": [20.0, 21.0, 25.0]})
+    entries.append({"cell": "broken", "seed": 0, "device": "cpu", "run_dir": str(tmp_path / "x"), "status": "failed"})
+    written = build_tables(tmp_path / "out", entries, baseline="full", title="t")
+    table = pd.read_csv(written["csv"])
+    assert list(table["cell"]) == ["full", "ablated", REFERENCE_ROW]
+    full, ablated, ref = table.iloc[0], table.iloc[1], table.iloc[2]
+    assert full["evaluation/fid_mean"] == pytest.approx(12.0)
+    assert full["evaluation/fid_std"] == pytest.approx(2.0)
+    assert ablated["evaluation/fid_diff"] == pytest.approx(10.0)
+    expected_p = stats.ttest_ind([20.0, 21.0, 25.0], [10.0, 12.0, 14.0], equal_var=False).pvalue
+    assert ablated["evaluation/fid_p"] == pytest.approx(expected_p)
+    assert ablated["evaluation/fid_ci_low"] < 10.0 < ablated["evaluation/fid_ci_high"]
+    assert ref["evaluation/fid_mean"] == pytest.approx(1.0) and ref["n_seeds"] == 0
+    md = written["md"].read_text()
+    assert "| ablated | 3 |" in md and "Δ 10" in md and "p=" in md
+    assert r"\begin{tabular}" in written["tex"].read_text()
+    assert written["png"].stat().st_size > 1000
+
+
+def test_timing_counts_shared_stages_once(tmp_path):
+    entries = fake_runs(tmp_path, {"full": [1.0, 2.0], "ablated": [3.0, 4.0]})
+    written = build_tables(tmp_path / "out", entries, baseline="full", title="t")
+    timing = pd.read_csv(written["timing_csv"]).set_index("stage")
+    assert timing.loc["style", "runs"] == 2  # one per seed, shared by both cells
+    assert timing.loc["composition", "runs"] == 4
+    assert timing.loc["composition", "ms_per_step"] == pytest.approx(20.5)
+
+
+def test_tables_rebuild_identically_without_wandb(tmp_path):
+    entries = fake_runs(tmp_path, {"full": [1.0, 2.0], "b": [3.0, 5.0]})
+    first = {k: p.read_bytes() for k, p in build_tables(tmp_path / "o", entries, "full", "t").items() if k != "png"
+             and not k.endswith("png")}
+    (tmp_path / "runs" / "full-s0" / "wandb").mkdir()
+    second = {k: p.read_bytes() for k, p in build_tables(tmp_path / "o", entries, "full", "t").items() if k != "png"
+              and not k.endswith("png")}
+    assert first == second
+
+
+def test_welch_with_too_few_seeds_gives_difference_only():
+    w = welch([2.0], [1.0])
+    assert w["diff"] == 1.0 and math.isnan(w["p"]) and math.isnan(w["ci_low"])
+    assert mean_std([3.0]) == (3.0, pytest.approx(float("nan"), nan_ok=True))
+    assert welch([1.0, 1.0], [1.0, 1.0])["p"] == 1.0
