@@ -24,6 +24,7 @@ from ablations.sweep import write_sweep
 from ablations.tables import build_tables, metrics_for
 from datamodules.atomic import write_json
 from datamodules.errors import D2MError
+from experiments.config import resolve_path
 from experiments.rundir import is_done, run_dir
 
 RESULTS_DIR = Path("results")
@@ -111,7 +112,7 @@ def run_matrix(
             todo.append(r)
     jobs = max(1, min(jobs, len(todo) or 1))
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    base = Path(matrix.base)
+    base = resolve_path(matrix.base).resolve()
     print(f"matrix {matrix.name}: {len(todo)} runs ({len(entries)} skipped), {jobs} at a time", file=sys.stderr)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for result in pool.map(lambda r: _run_cell(r, base, matrix.until, out / "logs", threads), todo):

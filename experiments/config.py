@@ -22,6 +22,7 @@ from experiments.schema import ExperimentConfig
 from lightning_modules.losses import known_terms
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+PROJECT_DIR = Path(__file__).resolve().parents[1]  # paths in matrix files are relative to the project
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "preset": tuple(PRESETS),
@@ -41,7 +42,7 @@ def resolve_path(path: str | Path) -> Path:
     p = Path(path)
     if p.is_file():
         return p
-    for candidate in (CONFIG_DIR / p, CONFIG_DIR / f"{p}.yaml"):
+    for candidate in (CONFIG_DIR / p, CONFIG_DIR / f"{p}.yaml", PROJECT_DIR / p):
         if candidate.is_file():
             return candidate
     known = ", ".join(sorted(c.stem for c in CONFIG_DIR.glob("*.yaml")))

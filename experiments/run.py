@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from datamodules.atomic import read_json, write_json, write_text
 from experiments.config import to_yaml
 from experiments.rundir import mark_done, run_dir
-from experiments.stages import run_stage, stages_until
+from experiments.stages import is_rank_zero, run_stage, stages_until
 
 
 def _print_event(stage: str, event: str) -> None:
@@ -26,11 +26,14 @@ def _print_event(stage: str, event: str) -> None:
 def run_experiment(cfg: DictConfig, until: str = "evaluation", on_event=_print_event) -> Path:
     """Run the stages needed for `until`; return the run directory."""
     folder = run_dir(cfg)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_text(folder / "config.yaml", to_yaml(cfg))  # written first: a crashed run still says what it was
+    if is_rank_zero():
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text(folder / "config.yaml", to_yaml(cfg))  # written first: a crashed run still says what it was
     records: dict[str, dict[str, Any]] = {}
     for stage in stages_until(until):
         records[stage] = run_stage(cfg, stage, records, on_event)
+    if not is_rank_zero():
+        return folder
     stages = {s: {k: r.get(k) for k in ("key", "dir", "checkpoint", "root") if r.get(k)} for s, r in records.items()}
     metrics: dict[str, float] = {}
     timings: dict[str, Any] = {}

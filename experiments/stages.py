@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import math
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,17 @@ from experiments.rundir import is_done, mark_done, run_name, stage_dir, stage_ke
 from experiments.trainer import build_trainer, device_name
 
 
+def is_rank_zero() -> bool:
+    """False in the extra processes that Lightning's DDP launcher starts (they re-run this command)."""
+    return all(int(os.environ.get(v, "0")) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
 @contextlib.contextmanager
 def stage_lock(path: Path) -> Iterator[None]:
+    """Exclusive per stage folder; DDP worker processes skip it (rank zero holds it for them)."""
+    if not is_rank_zero():
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -84,8 +94,9 @@ def _fit_and_test(
         log_summary(loggers, {**metrics, **{f"timing/{k}": v for k, v in timings.items()}})
     finally:
         finish_loggers(loggers)
-    write_json(folder / "metrics.json", {**metrics, "report": report})
-    write_json(folder / "timings.json", timings)
+    if trainer.is_global_zero:
+        write_json(folder / "metrics.json", {**metrics, "report": report})
+        write_json(folder / "timings.json", timings)
     return {"checkpoint": str(Path(best).resolve()), "metrics": metrics, "timings": timings, "report": report}
 
 
@@ -181,12 +192,14 @@ def run_stage(cfg: DictConfig, stage: str, records: dict[str, dict], on_event: C
             on_event(stage, "cached")
             return read_json(folder / "done.json")
         folder.mkdir(parents=True, exist_ok=True)
-        write_text(folder / "config.yaml", to_yaml(cfg))
+        if is_rank_zero():
+            write_text(folder / "config.yaml", to_yaml(cfg))
         on_event(stage, "start")
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         record = STAGE_FUNCTIONS[stage](cfg, folder, records)
         record.update(key=stage_key(cfg, stage), dir=str(folder.resolve()), stage=stage)
-        mark_done(folder, record)
+        if is_rank_zero():
+            mark_done(folder, record)
         on_event(stage, "done")
         return record
 

@@ -19,7 +19,8 @@ def fake_runs(tmp_path, values):
             folder = tmp_path / "runs" / f"{cell}-s{seed}"
             write_json(folder / "metrics.json", {"evaluation/fid": v, "evaluation/beat_hit_rate": v / 10,
                                                  "reference/fid": 1.0, "reference/beat_hit_rate": 0.9})
-            write_json(folder / "stages.json", {"style": {"key": f"sty{seed}"}, "composition": {"key": f"{cell}{seed}"}})
+            stages = {"style": {"key": f"sty{seed}"}, "composition": {"key": f"{cell}{seed}"}}
+            write_json(folder / "stages.json", stages)
             write_json(folder / "timings.json", {
                 "style": {"device": "cpu", "ms_per_step": 10.0, "samples_per_s": 100.0, "steps": 5, "fit_seconds": 1.0},
                 "composition": {"device": "cpu", "ms_per_step": 20.0 + seed, "samples_per_s": 50.0, "steps": 5,
