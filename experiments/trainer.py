@@ -30,6 +30,14 @@ def device_name(cfg: DictConfig) -> str:
     return "cuda" if accelerator_of(cfg) == "gpu" else "cpu"
 
 
+def _validation_schedule(optim: DictConfig) -> dict:
+    """Step-budgeted stages validate every N steps (and at the last), so a best checkpoint always exists."""
+    if optim.max_steps > 0:
+        every = optim.val_every_n_steps if optim.val_every_n_steps > 0 else optim.max_steps
+        return {"val_check_interval": min(every, optim.max_steps), "check_val_every_n_epoch": None}
+    return {"check_val_every_n_epoch": optim.check_val_every_n_epoch}
+
+
 def build_trainer(
     cfg: DictConfig,
     optim: DictConfig,
@@ -62,7 +70,7 @@ def build_trainer(
         deterministic=cfg.trainer.deterministic,
         max_epochs=optim.max_epochs,
         max_steps=optim.max_steps,
-        check_val_every_n_epoch=optim.check_val_every_n_epoch,
+        **_validation_schedule(optim),
         gradient_clip_val=None if manual_optimization or optim.grad_clip <= 0 else optim.grad_clip,
         logger=loggers or False,
         callbacks=callbacks,

@@ -34,6 +34,7 @@ class OptimConfig:
     max_epochs: int = 100
     max_steps: int = -1  # > 0 stops earlier
     check_val_every_n_epoch: int = 1
+    val_every_n_steps: int = 0  # with max_steps > 0: validate every N steps (0: once, at max_steps)
     early_stopping_patience: int = 0  # epochs without validation improvement; 0 disables
 
 
