@@ -36,3 +36,17 @@ def test_atomic_dir_appears_whole_or_not_at_all(tmp_path):
     with atomic_dir(target) as tmp:
         (tmp / "a.txt").write_text("x")
     assert (target / "a.txt").read_text() == "x"
+
+
+def test_results_get_the_usual_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {})
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "x").write_text("1")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
