@@ -13,6 +13,8 @@ class DanceClassifierConfig:
     layers: int = 1
     feature_dim: int = 32
     window_units: int = 3  # dance length it reads, in units (3 x 32 frames)
+    window_stride: int = 16  # frames between training windows cut from one clip; 0: non-overlapping
+    center: bool = True  # judge the motion, not where the dancer stands: each window's centre moved to the mean
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=1e-3, betas=[0.9, 0.999], grad_clip=0.0, batch_size=64,
                                             max_epochs=30)
