@@ -39,7 +39,7 @@ def stage_lock(path: Path) -> Iterator[None]:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as handle:
+    with open(path.with_name(f".{path.name}.lock"), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -143,7 +143,7 @@ def _composition(cfg: DictConfig, folder: Path, records: dict) -> dict[str, Any]
         class_names=records["style"].get("class_names") or dm.class_names,
         pose_mean=dm.pose_mean.tolist(), pose_std=dm.pose_std.tolist(),
         feature_mean=dm.feature_mean.tolist(), feature_std=dm.feature_std.tolist(),
-        feature_spec=dm.feature_spec,
+        feature_spec=dm.feature_spec, sequence_units=cfg.data.sequence_units, unit_frames=cfg.data.unit_frames,
     )
     module.load_upstream(records["style"]["checkpoint"], records["decomposition"]["checkpoint"])
     return _fit_and_test(cfg, "composition", folder, module, dm)

@@ -1,0 +1,122 @@
+"""`d2m generate`: dances for a user's music from a finished run's composition checkpoint.
+
+The checkpoint alone suffices: it carries the style extractor, the decomposition networks, the
+pose and feature statistics and the dataset's feature spec, so new music gets exactly the features
+the model was trained on. Outputs, each written atomically:
+
+- keypoints in pixels, `<out>.npy` (samples, T, 14, 2), and the same with metadata in `<out>.json`;
+- for `.mp4` / `.gif` targets, one stick-figure video per sample (the MP4 carries the music),
+  suffixed `_0`, `_1`, ... when there are several samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datamodules.atomic import write_json, write_with
+from datamodules.config import FeatureConfig
+from datamodules.errors import D2MError
+from datamodules.skeleton import JOINT_NAMES
+from experiments.rundir import load_run
+
+__all__ = ["OUTPUT_SUFFIXES", "feature_config", "generate_from_run", "sample_paths"]
+
+OUTPUT_SUFFIXES = (".mp4", ".gif", ".npy")
+
+
+def sample_paths(out_path: str | Path, samples: int) -> list[Path]:
+    """One video per sample: the target itself for one sample, `<stem>_<i><suffix>` for several."""
+    out = Path(out_path)
+    if samples == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(samples)]
+
+
+def feature_config(spec: dict | None) -> FeatureConfig:
+    """The dataset's feature spec (as recorded in the checkpoint) as a `FeatureConfig`."""
+    known = {f.name for f in dataclasses.fields(FeatureConfig)}
+    return FeatureConfig(**{k: v for k, v in (spec or {}).items() if k in known})
+
+
+def generate_from_run(
+    run_dir: str | Path,
+    audio_path: str | Path,
+    out_path: str | Path,
+    samples: int = 1,
+    seed: int = 0,
+    beat_warp: bool = False,
+    progress: bool = True,
+) -> list[Path]:
+    """Generate `samples` dances for the music at `audio_path`; returns the paths written.
+
+    The list starts with what was asked for (the videos, or the `.npy` for a `.npy` target), then the
+    keypoint files. Bad audio (missing, empty, silent, unreadable) is a `D2MError` from `load_audio`.
+    """
+    from datamodules.audio import compute_features, load_audio, music_beats
+    from lightning_modules.composition_module import CompositionModule
+    from lightning_modules.generation import generate_dance, warp_to_beats
+
+    out = Path(out_path)
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise D2MError(f"--out {out}: unsupported file type '{out.suffix}'; "
+                       f"use one of {', '.join(OUTPUT_SUFFIXES)}")
+    if samples < 1:
+        raise D2MError(f"--samples must be >= 1, got {samples}")
+    audio = Path(audio_path)
+    if not audio.is_file():
+        raise D2MError(f"audio file not found: {audio}")
+
+    checkpoint = load_run(run_dir).checkpoint("composition")
+    module = CompositionModule.load_from_checkpoint(str(checkpoint), map_location="cpu")
+    module.eval()
+    hp = module.hparams
+    spec = feature_config(hp.get("feature_spec"))
+
+    wave = load_audio(audio, spec.sample_rate)
+    features = np.asarray(compute_features(wave, spec.sample_rate, spec), dtype=np.float32)
+    if features.ndim != 2 or features.shape[0] == 0:
+        raise D2MError(f"{audio}: no audio features could be computed (is the file too short?)")
+    normalised = (torch.from_numpy(features) - module.feature_mean) / module.feature_std
+
+    generator = torch.Generator().manual_seed(int(seed))
+    dances = generate_dance(module, normalised, samples=samples, generator=generator, progress=progress)
+    if beat_warp:
+        beats = music_beats(np.asarray(wave), spec.sample_rate, spec.fps)
+        dances = torch.stack([warp_to_beats(d, beats, unit_frames=module.unit_frames) for d in dances])
+    pixels = (dances * module.pose_std + module.pose_mean).numpy().astype(np.float32)
+    keypoints = pixels.reshape(samples, pixels.shape[1], -1, 2)
+
+    npy = out if out.suffix.lower() == ".npy" else out.with_suffix(".npy")
+    meta = npy.with_suffix(".json")
+    written: list[Path] = []
+    if out.suffix.lower() != ".npy":
+        from evaluation.render import render_dance
+
+        for path, dance in zip(sample_paths(out, samples), keypoints):
+            sound = audio if path.suffix.lower() == ".mp4" else None
+            render_dance(dance, path, audio_path=sound, fps=spec.fps)
+            written.append(path)
+    write_with(npy, lambda tmp: _save_npy(tmp, keypoints))
+    write_json(meta, {
+        "fps": spec.fps,
+        "frames": int(keypoints.shape[1]),
+        "samples": samples,
+        "seed": int(seed),
+        "beat_warp": bool(beat_warp),
+        "audio": str(audio),
+        "run": str(run_dir),
+        "checkpoint": str(checkpoint),
+        "joints": list(JOINT_NAMES),
+        "units": "pixels (x right, y down)",
+        "keypoints": np.round(keypoints, 2).tolist(),
+    })
+    return [*written, npy, meta]
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file handle, so numpy does not append a second `.npy`
+        np.save(f, array)

@@ -1,0 +1,218 @@
+"""Dance generation from music of any length with a trained `CompositionModule` (DESIGN.md section 3).
+
+The music is cut into windows of L units (L * T frames, T = 32); per window the frozen extractor's
+style feature and fresh noise give z_dance, the dance decoder turns it into L movement codes, and
+the pose decoder turns each code into a unit of poses. Units chain: each starts from the last pose
+of the one before (encoded to z_init by the initial-pose encoder's mean), so the dance is continuous
+across units and windows. A unit that barely moves (a known failure of GAN-made codes) is redrawn a
+bounded number of times. The final, partial window is generated whole and cropped, so the dance has
+exactly as many frames as the music.
+
+Beat warping is a separate pure function on poses: music beats are frame indices at 15 fps, never
+seconds (the released demo mixed the two up).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy.interpolate import PchipInterpolator
+from tqdm.auto import tqdm
+
+from datamodules.errors import D2MError
+
+__all__ = [
+    "MAX_RETRIES",
+    "MOTION_THRESHOLD_PX",
+    "generate_dance",
+    "kinematic_beats",
+    "motion_px",
+    "warp_to_beats",
+]
+
+MOTION_THRESHOLD_PX = 0.5  # mean joint speed (px per frame) below which a unit counts as standing still
+MAX_RETRIES = 5  # redraws of a still unit before the most moving attempt is kept
+
+
+def motion_px(poses: torch.Tensor, pose_std: torch.Tensor) -> torch.Tensor:
+    """Mean joint speed in pixels per frame of normalised units (N, T, P) -> (N,)."""
+    step = (poses[:, 1:] - poses[:, :-1]) * pose_std
+    return step.reshape(*step.shape[:-1], -1, 2).norm(dim=-1).mean(dim=(1, 2))
+
+
+def _randn(shape, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """Normal noise drawn on the generator's device (a CPU generator stays reproducible on GPU)."""
+    if generator is None:
+        return torch.randn(shape, device=like.device, dtype=like.dtype)
+    return torch.randn(shape, generator=generator, device=generator.device).to(like)
+
+
+def _draw_codes(module, style: torch.Tensor, units: int, generator) -> torch.Tensor:
+    """Sampled movement codes (N, L, M) for style features (N, S): z_dance from the music, then decoded."""
+    mean, logvar = module.audstyle_enc(style, generator=generator)
+    z = mean + _randn(mean.shape, generator, mean) * torch.exp(0.5 * logvar)
+    m_mean, m_logvar = module.dance_dec(z, units)
+    codes = m_mean + _randn(m_mean.shape, generator, m_mean) * torch.exp(0.5 * m_logvar)
+    return codes.reshape(style.shape[0], units, -1)
+
+
+@torch.no_grad()
+def generate_dance(
+    module,
+    features: torch.Tensor,
+    n_frames: int | None = None,
+    *,
+    samples: int = 1,
+    init_pose: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    motion_threshold: float = MOTION_THRESHOLD_PX,
+    max_retries: int = MAX_RETRIES,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Normalised poses (samples, n_frames, P) for normalised music features (T, F) at the pose frame rate.
+
+    `n_frames` defaults to T (one pose per feature frame). `init_pose` (P,) is the normalised first
+    pose shared by all samples; when None one is drawn from N(0, I) in z_init space and decoded, also
+    shared, so the samples differ only by the model's own randomness (multimodality). `generator`
+    makes the dance reproducible. A unit whose mean joint speed is below `motion_threshold` px/frame
+    is redrawn up to `max_retries` times; the most moving attempt is kept.
+    """
+    if features.dim() != 2:
+        raise D2MError(f"generate_dance needs features of shape (T, F), got {tuple(features.shape)}")
+    total = int(features.shape[0] if n_frames is None else n_frames)
+    if total < 1 or features.shape[0] < 1:
+        raise D2MError("the music is empty: no feature frames to generate a dance for")
+    if total > features.shape[0]:
+        raise D2MError(f"asked for {total} frames but the music has only {features.shape[0]} feature frames")
+    if samples < 1:
+        raise D2MError(f"samples must be >= 1, got {samples}")
+    if features.shape[1] != module.feature_dim:
+        raise D2MError(f"the model expects {module.feature_dim} features per frame, got {features.shape[1]}")
+
+    was_training = module.training
+    module.eval()
+    try:
+        device = module.pose_std.device
+        features = features.to(device=device, dtype=torch.float32)
+        units, unit_frames = module.sequence_units, module.unit_frames
+        window = units * unit_frames
+        pose_std = module.pose_std
+
+        if init_pose is None:
+            z0 = _randn((1, module.decomposition_cfg.init_dim), generator, features)
+            first = module.initp_dec(z0)
+        else:
+            first = torch.as_tensor(init_pose, dtype=torch.float32, device=device).reshape(1, -1)
+            if first.shape[1] != module.pose_dim:
+                raise D2MError(f"init_pose must have {module.pose_dim} numbers, got {first.shape[1]}")
+        z_init = module.initp_enc(first)[0].expand(samples, -1)
+
+        pieces: list[torch.Tensor] = []
+        n_windows = math.ceil(total / window)
+        for w in tqdm(range(n_windows), desc="generating", unit="window", disable=not progress):
+            start = w * window
+            music = features[start:min(start + window, features.shape[0])]
+            style = module.style_feature(music.unsqueeze(0)).expand(samples, -1)
+            codes = _draw_codes(module, style, units, generator)
+            for j in range(units):
+                if start + j * unit_frames >= total:
+                    break  # the rest of the last window would be cropped away
+                poses = module.stdp_dec(z_init, codes[:, j], unit_frames)
+                moved = motion_px(poses, pose_std)
+                for _ in range(max(0, int(max_retries))):
+                    still = moved < motion_threshold
+                    if not bool(still.any()):
+                        break
+                    idx = still.nonzero().squeeze(1)
+                    again = _draw_codes(module, style[idx], units, generator)[:, j]
+                    retry = module.stdp_dec(z_init[idx], again, unit_frames)
+                    retry_moved = motion_px(retry, pose_std)
+                    better = retry_moved > moved[idx]
+                    poses[idx[better]] = retry[better]
+                    moved[idx[better]] = retry_moved[better]
+                pieces.append(poses)
+                z_init = module.initp_enc(poses[:, -1])[0]
+        dance = torch.cat(pieces, dim=1)[:, :total]
+        return dance.float().cpu()
+    finally:
+        module.train(was_training)
+
+
+# -- beat warping ---------------------------------------------------------------------------------------
+def _as_frame_indices(beats, n_frames: int) -> np.ndarray:
+    """Music beats as sorted integer frame indices; seconds (non-integer values) are refused."""
+    b = np.asarray(beats, dtype=np.float64).reshape(-1)
+    if b.size and not np.all(np.isfinite(b)):
+        raise D2MError("music beats contain NaN or infinite values")
+    if b.size and np.any(np.abs(b - np.round(b)) > 1e-6):
+        raise D2MError("music beats must be frame indices at 15 fps (integers), got fractional values: "
+                       "were they given in seconds? multiply by the frame rate first")
+    if b.size and b.min() < 0:
+        raise D2MError("music beats must be non-negative frame indices")
+    b = np.unique(np.round(b).astype(np.int64))
+    return b[b < n_frames]
+
+
+def kinematic_beats(poses, smoothing: float = 0.0) -> np.ndarray:
+    """Frame indices where motion slows to a local minimum, for poses (T, P) (normalised or px).
+
+    The speed at frame t is the central difference (pose[t+1] - pose[t-1]) / 2, which puts a stop
+    reached at frame b on frame b (a forward difference would put it on b - 1). `smoothing` > 0 is
+    the sigma, in frames, of a Gaussian applied to the speed first.
+    """
+    p = np.asarray(poses, dtype=np.float64).reshape(len(poses), -1)
+    if len(p) < 3:
+        return np.zeros(0, dtype=np.int64)
+    vel = np.zeros_like(p)
+    vel[1:-1] = (p[2:] - p[:-2]) / 2.0
+    vel[0], vel[-1] = p[1] - p[0], p[-1] - p[-2]
+    speed = np.linalg.norm(vel.reshape(len(p), -1, 2), axis=-1).mean(axis=1)
+    if smoothing > 0:
+        radius = max(1, int(math.ceil(3 * smoothing)))
+        k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / smoothing) ** 2)
+        speed = np.convolve(np.pad(speed, radius, mode="edge"), k / k.sum(), mode="valid")
+    inner = np.arange(1, len(speed) - 1)
+    is_min = (speed[inner] < speed[inner - 1]) & (speed[inner] <= speed[inner + 1])
+    return inner[is_min]
+
+
+def warp_to_beats(poses, music_beats, unit_frames: int = 32, max_shift: int | None = None):
+    """Time-warp a dance so its kinematic beats land on the nearest music beats; same shape out.
+
+    `poses` is (T, P) (numpy or torch); `music_beats` are FRAME INDICES at the pose frame rate (15 fps),
+    not seconds. Within each unit, every kinematic beat is paired, in order, with the nearest unused
+    music beat at most `max_shift` frames away (default: an eighth of a unit, half the beat period
+    of the original's beat-normalised units, whose beats are 8 frames apart). The pairs, with the
+    first and last frames fixed, define one monotone, smooth (PCHIP) time map over the whole dance,
+    so motion stays continuous across units and a stop stays the slowest frame around its new beat.
+    """
+    is_torch = isinstance(poses, torch.Tensor)
+    p = poses.detach().cpu().numpy() if is_torch else np.asarray(poses)
+    n = len(p)
+    beats = _as_frame_indices(music_beats, n)
+    if n < 3:
+        return poses
+    shift = max(1, unit_frames // 8) if max_shift is None else int(max_shift)
+    kin = kinematic_beats(p)
+    out_anchor, src_anchor = [0], [0]
+    for s in range(0, n, unit_frames):
+        e = min(s + unit_frames, n)
+        for k in kin[(kin >= s) & (kin < e)]:
+            free = beats[(beats > out_anchor[-1]) & (beats >= s - shift) & (beats < min(e + shift, n - 1))]
+            if not free.size or k <= src_anchor[-1] or k >= n - 1:
+                continue
+            m = int(free[np.argmin(np.abs(free - k))])
+            if abs(m - int(k)) <= shift:
+                out_anchor.append(m)
+                src_anchor.append(int(k))
+    out_anchor.append(n - 1)
+    src_anchor.append(n - 1)
+    t = np.arange(n, dtype=np.float64)
+    src_times = PchipInterpolator(out_anchor, src_anchor)(t).clip(0, n - 1)
+    lo = np.floor(src_times).astype(np.int64).clip(0, n - 1)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = (src_times - lo).reshape(-1, *([1] * (p.ndim - 1)))
+    warped = ((1.0 - frac) * p[lo] + frac * p[hi]).astype(p.dtype, copy=False)
+    return torch.from_numpy(warped).to(poses) if is_torch else warped

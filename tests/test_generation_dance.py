@@ -1,0 +1,155 @@
+"""generate_dance: length, chaining, multimodality, still-unit redraws; beat warping in frame indices."""
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules.errors import D2MError
+from experiments.presets import PRESETS
+from lightning_modules.composition_module import CompositionModule
+from lightning_modules.generation import generate_dance, kinematic_beats, motion_px, warp_to_beats
+
+TINY = PRESETS["tiny"]
+F, P = 28, 28
+
+
+@pytest.fixture(scope="module")
+def module() -> CompositionModule:
+    torch.manual_seed(0)
+    m = CompositionModule(TINY["composition"], TINY["decomposition"], TINY["style"], feature_dim=F,
+                          class_names=["ballet", "hiphop", "zumba"], pose_mean=[100.0] * P,
+                          pose_std=[20.0] * P)
+    return m.eval()
+
+
+@pytest.mark.parametrize("frames", [1, 31, 32, 95, 96, 97, 250])
+def test_dance_has_one_pose_per_music_frame(module, frames):
+    dance = generate_dance(module, torch.randn(frames, F), generator=torch.Generator().manual_seed(0))
+    assert dance.shape == (1, frames, P)
+    assert torch.isfinite(dance).all()
+
+
+def _spy(monkeypatch, net) -> list[tuple]:
+    """Record the arguments of every call to `net` (an nn.Module)."""
+    calls = []
+    original = net.forward
+
+    def spy(*args, **kwargs):
+        calls.append(tuple(a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(net, "forward", spy)
+    return calls
+
+
+def test_samples_for_one_music_differ_and_a_seed_repeats(module, monkeypatch):
+    music = torch.randn(200, F)
+    a = generate_dance(module, music, samples=3, generator=torch.Generator().manual_seed(1))
+    calls = _spy(monkeypatch, module.stdp_dec)
+    b = generate_dance(module, music, samples=3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert (a[i] - a[j]).abs().mean() > 1e-3
+    # all samples start from the same (drawn) initial pose, so they differ by the model's randomness only
+    z_init = calls[0][0]
+    torch.testing.assert_close(z_init, z_init[:1].expand(3, -1))
+
+
+def test_given_initial_pose_starts_the_dance(module, monkeypatch):
+    init = torch.randn(P)
+    calls = _spy(monkeypatch, module.stdp_dec)
+    generate_dance(module, torch.randn(64, F), samples=2, init_pose=init,
+                   generator=torch.Generator().manual_seed(0))
+    expected, _ = module.initp_enc(init[None])
+    torch.testing.assert_close(calls[0][0], expected.expand(2, -1))
+
+
+def test_units_chain_from_the_last_pose_of_the_unit_before(module, monkeypatch):
+    calls = _spy(monkeypatch, module.initp_enc)
+    dance = generate_dance(module, torch.randn(96, F), generator=torch.Generator().manual_seed(0),
+                           motion_threshold=0.0)
+    seen = [c[0] for c in calls]
+    # first call: the drawn initial pose; then the last pose of each of the three units
+    assert len(seen) == 4
+    torch.testing.assert_close(seen[1], dance[:, 31])
+    torch.testing.assert_close(seen[2], dance[:, 63])
+
+
+def test_still_units_are_redrawn_a_bounded_number_of_times(module, monkeypatch):
+    calls = {"n": 0}
+    original = module.stdp_dec.forward
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module.stdp_dec, "forward", counting)
+    music = torch.randn(64, F)  # two units
+    generate_dance(module, music, generator=torch.Generator().manual_seed(0), motion_threshold=0.0)
+    assert calls["n"] == 2
+    calls["n"] = 0
+    dance = generate_dance(module, music, generator=torch.Generator().manual_seed(0), motion_threshold=1e9,
+                           max_retries=3)
+    assert calls["n"] == 2 * (1 + 3)
+    assert dance.shape == (1, 64, P)
+
+
+def test_redraws_keep_the_most_moving_attempt(module):
+    music = torch.randn(32, F)
+    plain = generate_dance(module, music, samples=4, generator=torch.Generator().manual_seed(5),
+                           motion_threshold=0.0)
+    redrawn = generate_dance(module, music, samples=4, generator=torch.Generator().manual_seed(5),
+                             motion_threshold=1e9, max_retries=4)
+    assert (motion_px(redrawn, module.pose_std) >= motion_px(plain, module.pose_std) - 1e-6).all()
+
+
+def test_bad_inputs_are_clear_errors(module):
+    with pytest.raises(D2MError, match="empty"):
+        generate_dance(module, torch.zeros(0, F))
+    with pytest.raises(D2MError, match="features per frame"):
+        generate_dance(module, torch.randn(40, F + 1))
+    with pytest.raises(D2MError, match="init_pose"):
+        generate_dance(module, torch.randn(40, F), init_pose=torch.zeros(5))
+
+
+def _stopping_dance(n: int, stops_every: int = 8, first_stop: int = 3) -> np.ndarray:
+    """A figure moving right whose speed drops to zero at frames first_stop + k * stops_every."""
+    t = np.arange(n, dtype=np.float64)
+    x = t - stops_every / (2 * np.pi) * np.sin(2 * np.pi * (t - first_stop) / stops_every)
+    poses = np.zeros((n, P))
+    poses[:, 0::2] = 5.0 * x[:, None] + np.arange(P // 2) * 3.0
+    poses[:, 1::2] = 200.0
+    return poses
+
+
+def test_kinematic_beats_fall_on_the_stops():
+    assert kinematic_beats(_stopping_dance(64)).tolist() == [3, 11, 19, 27, 35, 43, 51, 59]
+
+
+def test_beat_warping_moves_kinematic_beats_onto_music_beat_frames():
+    dance = _stopping_dance(96)
+    music_beats = np.array([5, 13, 21, 29, 37, 45, 53, 61, 69, 77, 85, 93])  # frame indices at 15 fps
+    warped = warp_to_beats(dance, music_beats)
+    assert warped.shape == dance.shape
+    assert kinematic_beats(warped).tolist() == music_beats[:-1].tolist() + [93]
+    # the time map is monotone: the figure still only moves right
+    assert (np.diff(warped[:, 0]) >= -1e-9).all()
+    tensor = warp_to_beats(torch.from_numpy(dance).float(), music_beats.tolist())
+    assert isinstance(tensor, torch.Tensor) and tensor.shape == (96, P)
+
+
+def test_beat_warping_refuses_seconds():
+    dance = _stopping_dance(64)
+    seconds = np.array([5, 13, 21, 29]) / 15.0
+    with pytest.raises(D2MError, match="frame indices"):
+        warp_to_beats(dance, seconds)
+    # the same beats as frame indices are honoured, and beats past the end are ignored
+    warped = warp_to_beats(dance, [5, 13, 21, 29, 37, 45, 53, 61, 500])
+    assert kinematic_beats(warped).tolist() == [5, 13, 21, 29, 37, 45, 53, 61]
+
+
+def test_far_music_beats_leave_the_dance_alone():
+    dance = _stopping_dance(64)
+    np.testing.assert_allclose(warp_to_beats(dance, [], unit_frames=32), dance)
+    np.testing.assert_allclose(warp_to_beats(dance, [7, 15, 23], max_shift=2), dance)
