@@ -20,8 +20,9 @@ class FeatureConfig:
     fmax: float = 6855.5
     preemphasis: float = 0.97
     window_seconds: float = 0.0667
-    n_fft: int = 512
+    n_fft: int = 512  # raised to the next power of two when the window is longer (see audio.py)
     deltas: bool = True
+    delta_width: int = 5  # frames in the regression window of the deltas (+-2, as Sphinx and HTK)
 
 
 @dataclass
@@ -42,6 +43,9 @@ class DataConfig:
     unit_mode: str = "fixed"  # fixed 32-frame windows | beat_normalized (the original's)
     unit_frames: int = 32
     unit_stride: int = 8  # frames between the starts of consecutive fixed windows
+    window_stride: int = 5  # frames between the starts of consecutive style-extractor windows
+    beat_min_gap: int = 4  # beat_normalized: beat intervals (frames) outside [min, max] are not cut
+    beat_max_gap: int = 16
     sequence_units: int = 3  # units per composition sequence (L)
     jitter_x: float = 50.0  # px, uniform +- range of the decomposition pair offset
     jitter_y: float = 20.0

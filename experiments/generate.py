@@ -71,7 +71,7 @@ def generate_from_run(
         raise D2MError(f"audio file not found: {audio}")
 
     checkpoint = load_run(run_dir).checkpoint("composition")
-    module = CompositionModule.load_from_checkpoint(str(checkpoint), map_location="cpu")
+    module = CompositionModule.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
     module.eval()
     hp = module.hparams
     spec = feature_config(hp.get("feature_spec"))

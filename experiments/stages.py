@@ -155,7 +155,7 @@ def score_composition(cfg: DictConfig, checkpoint: str | Path, root: str | Path)
     from lightning_modules.composition_module import CompositionModule
 
     cache = Path(cfg.runs_dir) / "cache"
-    module = CompositionModule.load_from_checkpoint(str(checkpoint), map_location="cpu")
+    module = CompositionModule.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
     module.eval()
     generated = evaluate_composition(module, root, cfg.evaluation, cache_dir=cache, seed=cfg.seed)
     reference = reference_metrics(root, cfg.evaluation, cache_dir=cache)

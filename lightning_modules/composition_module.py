@@ -474,7 +474,7 @@ def _checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise D2MError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise D2MError(f"cannot read checkpoint {path}: {str(err).splitlines()[0]}") from None
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
