@@ -222,10 +222,14 @@ def _dataset_stats(data_root: str) -> tuple[dict[str, list[float]], dict[str, An
     except Exception as err:  # a broken zip or a pickled array, in several exception types
         raise D2MError(f"{stats_file}: cannot read: {(str(err).splitlines() or [''])[0]}") from None
     stats = {}
+    # A dataset imported from the original release keeps the statistics its checkpoints were trained
+    # with as original_*; those make the imported model's outputs equal the original's.
+    prefix = "original_" if all(f"original_{k}" in arrays for k in STATS_KEYS) else ""
     for key, n in STATS_KEYS.items():
-        if key not in arrays:
+        key_in_file = prefix + key
+        if key_in_file not in arrays:
             raise D2MError(f"{stats_file}: missing {key} (holds: {', '.join(sorted(arrays)) or 'nothing'})")
-        value = arrays[key].astype(np.float64).reshape(-1)
+        value = arrays[key_in_file].astype(np.float64).reshape(-1)
         if value.shape != (n,):
             raise D2MError(f"{stats_file}: {key} has {value.size} numbers but the original model needs {n}")
         if not np.isfinite(value).all():
@@ -233,7 +237,8 @@ def _dataset_stats(data_root: str) -> tuple[dict[str, list[float]], dict[str, An
         if key.endswith("_std"):
             value = np.where(value > 0, value, 1.0)  # a constant coordinate: leave it unscaled
         stats[key] = [float(v) for v in value]
-    info = {"source": str(stats_file.resolve()), "sha256": _sha256(stats_file.read_bytes())}
+    info = {"source": str(stats_file.resolve()), "sha256": _sha256(stats_file.read_bytes()),
+            "arrays": "the original release's (original_*)" if prefix else "the dataset's own"}
     meta = read_json(root / "dataset.json", {}) or {}
     if isinstance(meta, dict):
         for key in ("name", "styles"):
@@ -308,7 +313,7 @@ def import_original(decomp: Path, comp: Path, style: Path, out: Path, data_root:
     decomp_obj, decomp_bytes = load_untrusted(decomp)
     comp_obj, comp_bytes = load_untrusted(comp)
 
-    cfg = load_config("paper")
+    cfg = load_config("paper", ["composition.style_frames=30"])  # the original read 2 s of music for style
     cfg.name = "original-release"
     cfg.group = "imported"
     if data_root is not None:

@@ -328,6 +328,10 @@ class CompositionModule(pl.LightningModule):
         return self
 
     def style_feature(self, features: torch.Tensor) -> torch.Tensor:
+        """The frozen extractor's style feature of the music; `style_frames > 0` reads only its start."""
+        frames = self.cfg.style_frames
+        if frames > 0:
+            features = features[:, :frames]
         with torch.no_grad():
             return self.style_extractor.style_feature(features)
 

@@ -96,6 +96,8 @@ class CompositionConfig:
     audio_disc_hidden: int = 30
     regressor_hidden: list[int] = field(default_factory=lambda: [512, 256, 128])
     finetune_lr_scale: float = 0.1  # pose decoder and movement encoder learn at this fraction of lr
+    style_frames: int = 0  # audio frames the style feature reads: 0 = all the music under the sequence;
+    #                        30 = the original release's first 2 s (set by d2m import-original)
     fast_recurrence: bool = True
     losses: dict[str, LossTermConfig] = field(default_factory=_composition_losses)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, grad_clip=0.5, batch_size=64))
