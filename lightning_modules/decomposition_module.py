@@ -1,0 +1,252 @@
+"""`DecompositionModule`: trains the decomposition VAE on pairs of jittered copies of dance units.
+
+One shared forward pass per step produces named tensors on demand (`DecompositionOutputs`): a loss
+term reads the names it needs and only those are computed, so a term that is switched off costs
+nothing and the step never names a term. Names produced (suffix `_a` / `_b` = the two copies):
+
+- `pose_a`, `pose_b`: the input units (N, T, pose_dim), normalised.
+- `movement_mean_*`, `movement_logvar_*`, `z_movement_*`: the movement encoder's posterior and sample.
+- `init_mean_*`, `init_logvar_*`, `z_init_*`: the initial-pose encoder on each copy's first frame.
+- `recon_*`: the pose decoder on the copy's own codes.
+- `cross_a` = decoder(z_init_a, z_movement_b), `cross_b` = decoder(z_init_b, z_movement_a).
+- `frames` (N*2*K, pose_dim): K random frames per unit and copy; `frames_mean`, `frames_logvar`,
+  `frames_recon`: their trip through the initial-pose VAE.
+
+Codes are sampled (reparameterised) in training and taken at their means in evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from torch import nn
+
+from datamodules.errors import D2MError
+from lightning_modules.config import DecompositionConfig
+from lightning_modules.losses import build_terms, needed_networks, weighted_sum
+from lightning_modules.networks.decomposition import build_decomposition_networks
+
+__all__ = ["DecompositionModule", "DecompositionOutputs", "joint_error_px"]
+
+NETWORKS = ("initp_enc", "initp_dec", "movement_enc", "stdp_dec")
+
+
+def _plain(x):
+    """Hyper-parameters as plain Python values, so checkpoints reload without unpickling numpy or OmegaConf."""
+    if x is None:
+        return None
+    if isinstance(x, DictConfig):
+        return OmegaConf.to_container(x, resolve=True)
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    return x
+
+
+def joint_error_px(pred: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean joint Euclidean error in pixels, (N,), after un-normalising both poses."""
+    p = pred * std + mean
+    t = target * std + mean
+    d = (p - t).reshape(*p.shape[:-1], -1, 2).norm(dim=-1)  # (N, T, joints)
+    return d.reshape(d.shape[0], -1).mean(dim=1)
+
+
+def _reparameterise(mean: torch.Tensor, logvar: torch.Tensor, sample: bool) -> torch.Tensor:
+    if not sample:
+        return mean
+    return mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+
+
+def _typed_config(config: dict) -> DecompositionConfig:
+    """The `decomposition` block as a typed `DecompositionConfig`; a bad key or value is a D2MError naming it."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DecompositionConfig), config))
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "?"
+        raise D2MError(f"decomposition.{key}: {str(e).splitlines()[0]}") from e
+
+
+class DecompositionOutputs(Mapping):
+    """The step's forward pass, computed lazily: each named tensor is built the first time it is read."""
+
+    def __init__(self, nets: Mapping[str, nn.Module], batch: Mapping[str, torch.Tensor], sample: bool,
+                 initial_pose_frames: int, generator: torch.Generator | None = None):
+        self.nets = nets
+        self.sample = sample
+        self.k = int(initial_pose_frames)
+        self.generator = generator
+        self._values: dict[str, torch.Tensor] = {"pose_a": batch["pose_a"], "pose_b": batch["pose_b"]}
+        self._producers: dict[str, Callable[[], None]] = {}
+        for c in ("a", "b"):
+            for key in ("movement_mean", "movement_logvar", "z_movement"):
+                self._producers[f"{key}_{c}"] = lambda c=c: self._movement(c)
+            for key in ("init_mean", "init_logvar", "z_init"):
+                self._producers[f"{key}_{c}"] = lambda c=c: self._initial(c)
+            self._producers[f"recon_{c}"] = lambda c=c: self._recon(c)
+            self._producers[f"cross_{c}"] = lambda c=c: self._cross(c)
+        for key in ("frames", "frames_mean", "frames_logvar", "frames_recon"):
+            self._producers[key] = self._frames
+
+    # Mapping protocol: only computed values count as present, so `computed` shows what a step cost.
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._values:
+            producer = self._producers.get(key)
+            if producer is None:
+                raise KeyError(f"the decomposition forward pass produces no '{key}'")
+            producer()
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @property
+    def computed(self) -> set[str]:
+        return set(self._values)
+
+    def _movement(self, c: str) -> None:
+        mean, logvar = self.nets["movement_enc"](self[f"pose_{c}"])
+        self._values.update({f"movement_mean_{c}": mean, f"movement_logvar_{c}": logvar,
+                             f"z_movement_{c}": _reparameterise(mean, logvar, self.sample)})
+
+    def _initial(self, c: str) -> None:
+        mean, logvar = self.nets["initp_enc"](self[f"pose_{c}"][:, 0])
+        self._values.update({f"init_mean_{c}": mean, f"init_logvar_{c}": logvar,
+                             f"z_init_{c}": _reparameterise(mean, logvar, self.sample)})
+
+    def _decode(self, z_init: torch.Tensor, z_movement: torch.Tensor) -> torch.Tensor:
+        return self.nets["stdp_dec"](z_init, z_movement, self["pose_a"].shape[1])
+
+    def _recon(self, c: str) -> None:
+        self._values[f"recon_{c}"] = self._decode(self[f"z_init_{c}"], self[f"z_movement_{c}"])
+
+    def _cross(self, c: str) -> None:
+        other = "b" if c == "a" else "a"
+        self._values[f"cross_{c}"] = self._decode(self[f"z_init_{c}"], self[f"z_movement_{other}"])
+
+    def _frames(self) -> None:
+        poses = torch.cat([self["pose_a"], self["pose_b"]], dim=0)  # (2N, T, D)
+        n, t, d = poses.shape
+        idx = torch.randint(0, t, (n, self.k), generator=self.generator,
+                            device="cpu" if self.generator is not None else poses.device).to(poses.device)
+        frames = poses.gather(1, idx.unsqueeze(-1).expand(-1, -1, d)).reshape(n * self.k, d)
+        mean, logvar = self.nets["initp_enc"](frames)
+        recon = self.nets["initp_dec"](_reparameterise(mean, logvar, self.sample))
+        self._values.update({"frames": frames, "frames_mean": mean, "frames_logvar": logvar,
+                             "frames_recon": recon})
+
+
+class DecompositionModule(pl.LightningModule):
+    """The decomposition VAE's training logic; the networks are plain modules named as in the original.
+
+    `config` is the `decomposition` config block as a plain dict (missing keys take the defaults of
+    `DecompositionConfig`); `pose_mean` / `pose_std` (pose_dim numbers each) turn normalised errors
+    into pixels for the reported reconstruction errors.
+    """
+
+    monitor = "val/loss"
+    monitor_mode = "min"
+
+    def __init__(self, config: dict | None = None, pose_dim: int = 28, pose_mean: list | None = None,
+                 pose_std: list | None = None):
+        super().__init__()
+        config = _plain(config) or {}
+        pose_mean, pose_std = _plain(pose_mean), _plain(pose_std)
+        self.save_hyperparameters()
+        self.cfg: DecompositionConfig = _typed_config(config)
+        self.pose_dim = int(pose_dim)
+        self.terms = build_terms("decomposition", self.cfg.losses)
+        if not self.terms:
+            raise D2MError("decomposition.losses: every loss term is switched off; enable at least one")
+        extra = needed_networks(self.terms)
+        if extra:
+            raise D2MError(f"decomposition loss terms ask for networks it does not have: {sorted(extra)}")
+        for name, net in build_decomposition_networks(self.cfg, pose_dim).items():
+            setattr(self, name, net)
+        mean = torch.zeros(pose_dim) if pose_mean is None else torch.as_tensor(pose_mean, dtype=torch.float32)
+        std = torch.ones(pose_dim) if pose_std is None else torch.as_tensor(pose_std, dtype=torch.float32)
+        if mean.shape != (pose_dim,) or std.shape != (pose_dim,):
+            raise D2MError(f"pose_mean and pose_std must have {pose_dim} numbers each, "
+                           f"got {tuple(mean.shape)} and {tuple(std.shape)}")
+        self.register_buffer("pose_mean", mean, persistent=False)
+        self.register_buffer("pose_std", std, persistent=False)
+        self.test_report: dict = {}
+
+    @property
+    def networks(self) -> nn.ModuleDict:
+        """The four networks by their original names (a view; they are registered as attributes)."""
+        return nn.ModuleDict({name: getattr(self, name) for name in NETWORKS})
+
+    def outputs(self, batch: Mapping[str, torch.Tensor], sample: bool | None = None,
+                generator: torch.Generator | None = None) -> DecompositionOutputs:
+        """The lazy forward pass over a batch; codes are sampled when `sample` (default: in training)."""
+        return DecompositionOutputs(self.networks, batch, self.training if sample is None else sample,
+                                    self.cfg.initial_pose_frames, generator)
+
+    def reconstruct(self, poses: torch.Tensor) -> torch.Tensor:
+        """Normalised units (N, T, pose_dim) rebuilt from their posterior means (no sampling)."""
+        z_m, _ = self.movement_enc(poses)
+        z_i, _ = self.initp_enc(poses[:, 0])
+        return self.stdp_dec(z_i, z_m, poses.shape[1])
+
+    def forward(self, poses: torch.Tensor) -> torch.Tensor:
+        return self.reconstruct(poses)
+
+    # -- training -------------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        out = self.outputs(batch, sample=True)
+        total, parts = weighted_sum(self.terms, "generator", out, self.networks, int(self.global_step))
+        n = batch["pose_a"].shape[0]
+        for name, value in parts.items():
+            self.log(f"train/loss/{name}", value, batch_size=n)
+        for name, t in self.terms.items():
+            if t.cfg.warmup_slope > 0:
+                self.log(f"train/weight/{name}", t.weight_at(int(self.global_step)), batch_size=n)
+        self.log("train/loss", total.detach(), prog_bar=True, batch_size=n)
+        return total
+
+    def _eval_step(self, batch, batch_idx: int, stage: str) -> dict[str, torch.Tensor]:
+        """Loss at the terms' full weights (warm-ups ignored, so epochs compare) and pixel errors."""
+        gen = torch.Generator().manual_seed(batch_idx)  # the same random frames at every evaluation
+        out = self.outputs(batch, sample=False, generator=gen)
+        n = batch["pose_a"].shape[0]
+        total = sum(float(t.cfg.weight) * t.compute("generator", out, self.networks) for t in self.terms.values())
+        self.log(f"{stage}/loss", total, batch_size=n, sync_dist=True)
+        recon_px = joint_error_px(out["recon_a"], batch["pose_a"], self.pose_mean, self.pose_std)
+        self.log(f"{stage}/recon_px", recon_px.mean(), batch_size=n, sync_dist=True)
+        return {"recon_px": recon_px}
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, batch_idx, "val")
+
+    def on_test_epoch_start(self) -> None:
+        self._test_sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+
+    def test_step(self, batch, batch_idx):
+        errs = self._eval_step(batch, batch_idx, "test")
+        poses = batch["pose_a"]
+        first = poses[:, :1].expand_as(poses)
+        first_px = joint_error_px(first, poses, self.pose_mean, self.pose_std)
+        self.log("test/first_pose_px", first_px.mean(), batch_size=poses.shape[0], sync_dist=True)
+        self._test_sums += torch.stack([errs["recon_px"].sum(), first_px.sum(),
+                                        torch.tensor(float(poses.shape[0]), device=self.device)]).double()
+
+    def on_test_epoch_end(self) -> None:
+        sums = self._test_sums
+        if self.trainer is not None and self.trainer.world_size > 1:
+            sums = self.all_gather(sums).reshape(-1, 3).sum(0)
+        count = max(float(sums[2]), 1.0)
+        self.test_report = {
+            "recon_px": float(sums[0]) / count,
+            "first_pose_px": float(sums[1]) / count,
+            "n_test": int(sums[2]),
+        }
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        return torch.optim.Adam(self.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)

@@ -1,0 +1,21 @@
+"""Decomposition term: one copy's initial pose with the other copy's movement code must rebuild it.
+
+The two copies differ only by a pixel offset, so this holds only if the movement code carries no
+position: position must come from z_init. This is what lets the composition model chain units.
+"""
+
+import torch
+
+from lightning_modules.losses.base import LossTerm, register
+
+
+@register
+class CrossReconstruction(LossTerm):
+    name = "cross_reconstruction"
+    model = "decomposition"
+
+    def compute(self, step, out, nets) -> torch.Tensor:
+        # cross_a = decoder(z_init of a, z_movement of b), and the reverse (DecompositionModule builds them)
+        a = (out["cross_a"] - out["pose_a"]).abs().mean()
+        b = (out["cross_b"] - out["pose_b"]).abs().mean()
+        return 0.5 * (a + b)

@@ -1,0 +1,19 @@
+"""Decomposition term: each jittered copy of a unit is rebuilt from its own codes (L1).
+
+The auto-encoding path that makes z_init and z_movement carry the unit at all.
+"""
+
+import torch
+
+from lightning_modules.losses.base import LossTerm, register
+
+
+@register
+class PoseReconstruction(LossTerm):
+    name = "pose_reconstruction"
+    model = "decomposition"
+
+    def compute(self, step, out, nets) -> torch.Tensor:
+        a = (out["recon_a"] - out["pose_a"]).abs().mean()
+        b = (out["recon_b"] - out["pose_b"]).abs().mean()
+        return 0.5 * (a + b)
