@@ -10,10 +10,13 @@ PRESETS: dict[str, dict] = {
         "data": {"synth": {"clips_per_style": 12, "seconds": 30.0}},
         "style": {"optim": {"max_epochs": 40, "batch_size": 64}},
         "decomposition": {
-            "init_hidden": 64,
-            "movement_dim": 32,
-            "hidden": 128,
-            "optim": {"batch_size": 32, "max_epochs": 1000, "max_steps": 1500, "val_every_n_steps": 250, "lr": 1e-3},
+            "init_hidden": 128,
+            "movement_dim": 64,
+            "hidden": 256,
+            # the paper's KL ramp (centre 15000) would never act in 1000 steps: scaled to the budget
+            "losses": {"kl": {"warmup_center": 500.0, "warmup_slope": 0.01}},
+            "optim": {"batch_size": 64, "max_epochs": 1000, "max_steps": 1000, "val_every_n_steps": 250, "lr": 2e-3,
+                      "betas": [0.9, 0.999]},
         },
         "composition": {
             "dance_dim": 32,
