@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 # torch is pinned: the CPU build lies on disk here. A GPU user picks theirs, e.g.
 #   make setup TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC ?= torch==2.13.0
+# torchaudio (optional GPU feature path): make setup WITH_TORCHAUDIO=1, with a torch it has a build for.
+WITH_TORCHAUDIO ?=
 STAMP := $(VENV)/.installed
 export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
@@ -27,7 +29,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import torch; print('torch', torch.__version__)" | tee $(VENV)/torch-version
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/constraints.txt
 	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e '.[test]'
-	-$(BIN)/pip install -q -c $(VENV)/constraints.txt torchaudio 2>/dev/null || echo "torchaudio not installed (optional)"
+	if [ -n "$(WITH_TORCHAUDIO)" ]; then $(BIN)/pip install -q -c $(VENV)/constraints.txt torchaudio \
+	  || echo "torchaudio: no build for this torch; librosa stays the audio path"; fi
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install the project with its test extras

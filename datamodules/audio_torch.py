@@ -8,6 +8,7 @@ work on long music, and the filter bank comes from torchaudio with librosa's (Sl
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import numpy as np
@@ -17,8 +18,16 @@ from datamodules.config import FeatureConfig
 from datamodules.errors import D2MError
 
 
+@functools.cache
 def torchaudio_available() -> bool:
-    return importlib.util.find_spec("torchaudio") is not None
+    """True only where torchaudio really imports: a build made for another torch fails to load its library."""
+    if importlib.util.find_spec("torchaudio") is None:
+        return False
+    try:
+        import torchaudio.functional  # noqa: F401
+    except Exception:  # ImportError, or OSError from a mismatched compiled extension
+        return False
+    return True
 
 
 def torchaudio_mel_filters(cfg: FeatureConfig) -> np.ndarray:
@@ -50,7 +59,7 @@ def torch_power_spectrogram(wave: np.ndarray, cfg: FeatureConfig, device: str | 
 def compute_features_torch(wave: np.ndarray, cfg: FeatureConfig, device: str | None = None) -> np.ndarray:
     """Same output as `audio.compute_features` with the librosa backend, for audio at cfg.sample_rate."""
     if not torchaudio_available():
-        raise D2MError("features.backend 'torchaudio' needs torchaudio, which is not installed; "
+        raise D2MError("features.backend 'torchaudio' needs torchaudio, which does not import here; "
                        "use 'librosa'")
     power = torch_power_spectrogram(wave, cfg, device)
     return finish_features(power, torchaudio_mel_filters(cfg), cfg, n_frames=len(wave) // hop_length(cfg))
