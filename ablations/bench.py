@@ -4,7 +4,7 @@ Why a separate benchmark and not the timings of real runs: a real run mixes data
 validation and checkpoints into its wall time, and its modules differ in size by preset. The bench
 times only the training step, at the preset's sizes and batch sizes, for every model variant the
 study compares (both style-extractor architectures, the decomposition VAE, the composition GAN
-with each alignment term off, and both decoders' plain recurrence against the fast one), and puts
+with each alignment term off, and the straightforward formulation against the fast one), and puts
 next to each time the work it did (FLOPs), the machine's limit (measured matmul peak), Lightning's
 own share, peak memory and what the paper's epochs would cost.
 
@@ -46,7 +46,7 @@ from ablations.bench_measure import (
 from ablations.bench_report import COLUMNS, NO_CUDA, fast_path_frame, log_wandb, write_outputs
 from datamodules.errors import D2MError
 
-__all__ = ["measure_case", "resolve_devices", "run_bench", "time_fused_prototype"]
+__all__ = ["measure_case", "resolve_devices", "run_bench"]
 
 PRECISIONS = ("fp32", "bf16")
 PRESETS = ("paper", "small", "tiny")
@@ -157,23 +157,6 @@ def measure_case(case: BenchCase, cfg, device: torch.device, steps: int, warmup:
     return result
 
 
-def time_fused_prototype(case: BenchCase, cfg, device: torch.device, steps: int, warmup: int,
-                         compile: bool = False, seed: int = 0) -> float:
-    """Median plain-loop ms of the fused decomposition step (ablations/bench_fastpath.py) on one device."""
-    from ablations.bench_fastpath import fused_decomposition_stepper
-
-    batch = make_batch(case, cfg, device, seed)
-    torch.manual_seed(seed)
-    module = build_module(case, cfg)
-    if compile:
-        compile_networks(module, case.family)
-    module.to(device).train()
-    ms = time_plain(fused_decomposition_stepper(module), batch, device, steps, warmup, seed).median_ms
-    del module
-    _free(device)
-    return ms
-
-
 def _flops_on_cpu(case: BenchCase, cfg, seed: int) -> int:
     torch.manual_seed(seed)
     module = build_module(case, cfg).train()
@@ -209,7 +192,6 @@ def run_bench(devices: list[str] | None = None, preset: str = "paper", steps: in
             peaks[(str(dev), "bf16")] = matmul_peak(dev, torch.bfloat16, **small_peak)
 
     rows: list[dict[str, Any]] = []
-    prototype: dict[str, float] = {}
     flops: dict[str, int] = {}
     memory_methods: set[str] = set()
     data_text = ""
@@ -255,11 +237,6 @@ def run_bench(devices: list[str] | None = None, preset: str = "paper", steps: in
             rows.append(row)
             print(f"d2m bench: {case.label} on {dev}: {ms:.1f} ms/step (plain loop {plain_ms:.1f})",
                   file=sys.stderr)
-            if case.key == "decomposition" and precision == "fp32":
-                try:
-                    prototype[str(dev)] = time_fused_prototype(case, cfg, dev, steps, warm, compile, seed)
-                except Exception as err:
-                    print(f"d2m bench: fused decomposition prototype on {dev} failed: {err}", file=sys.stderr)
         if case.key not in flops and any("ms_per_step" in r for r in rows if r["module"] == case.key):
             flops[case.key] = _flops_on_cpu(case, cfg, seed)
 
@@ -276,7 +253,7 @@ def run_bench(devices: list[str] | None = None, preset: str = "paper", steps: in
     for col in COLUMNS:
         if col not in table.columns:
             table[col] = _nan()
-    fast = fast_path_frame(table, FAST_PAIRS, {("decomposition", d): ms for d, ms in prototype.items()})
+    fast = fast_path_frame(table, FAST_PAIRS)
 
     info: dict[str, Any] = {
         "preset": preset, "steps": steps, "precision": precision, "compile": bool(compile),

@@ -38,6 +38,10 @@ def make_loggers(cfg: DictConfig, stage: str, stage_dir: Path, run_label: str) -
     if cfg.logging.csv:
         loggers.append(CSVLogger(save_dir=str(stage_dir), name="csv", version=""))
     if cfg.logging.wandb and cfg.logging.mode != "disabled":
+        import wandb
+
+        if wandb.run is not None:  # a run left open by a crashed stage must not swallow this one
+            wandb.run.finish(exit_code=1)
         os.environ.setdefault("WANDB_SILENT", "true")
         os.environ.setdefault("WANDB_DISABLE_GIT", "true")
         kwargs: dict[str, Any] = {}

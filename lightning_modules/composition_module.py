@@ -58,7 +58,7 @@ from lightning_modules.networks.style_extractor import StyleExtractor
 __all__ = ["DECOMPOSITION_NETWORKS", "STEP_ORDER", "CompositionModule", "CompositionOutputs"]
 
 DECOMPOSITION_NETWORKS = ("initp_enc", "initp_dec", "movement_enc", "stdp_dec")
-FINETUNED = ("movement_enc", "stdp_dec")  # learn at lr * finetune_lr_scale
+FINETUNED = ("movement_enc", "stdp_dec")  # learn at lr * finetune_lr_scale (frozen when it is 0)
 FROZEN = ("initp_enc", "initp_dec")  # used as trained by the decomposition stage
 STEP_ORDER = ("discriminator", "generator", "regressor")
 assert set(STEP_ORDER) == set(STEPS)
@@ -278,6 +278,9 @@ class CompositionModule(pl.LightningModule):
             setattr(self, name, net)
         for name in FROZEN:
             getattr(self, name).requires_grad_(False)
+        if self.cfg.finetune_lr_scale <= 0:  # in no optimiser then, so their weight gradients are not computed
+            for name in FINETUNED:
+                getattr(self, name).requires_grad_(False)
         built = build_composition_networks(self.cfg, self.decomposition_cfg.movement_dim,
                                            self.style_extractor.style_dim, self.feature_dim,
                                            self.sequence_units, optional=needs)

@@ -71,6 +71,7 @@ class DecompositionConfig:
     hidden: int = 1024  # movement encoder and pose decoder GRU width
     initial_pose_frames: int = 4  # random frames per unit through the initial-pose VAE
     fast_recurrence: bool = True  # project the constant decoder input once, not at every step
+    fused_pairs: bool = True  # encode and decode the two jittered copies as one batch
     losses: dict[str, LossTermConfig] = field(default_factory=_decomposition_losses)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, grad_clip=0.5, batch_size=64))
 

@@ -13,11 +13,16 @@ nothing and the step never names a term. Names produced (suffix `_a` / `_b` = th
   `frames_recon`: their trip through the initial-pose VAE.
 
 Codes are sampled (reparameterised) in training and taken at their means in evaluation.
+
+By default (`fused_pairs`) the two copies go through each encoder as one batch, and the decoded
+units that the enabled terms read (declared in their `reads`) through the pose decoder as one
+batch; `DecompositionOutputs` describes the layout. The maths is the same as one call per copy and
+per decode, only the order in which the codes' noise is drawn differs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import pytorch_lightning as pl
 import torch
@@ -30,9 +35,13 @@ from lightning_modules.config import DecompositionConfig
 from lightning_modules.losses import build_terms, needed_networks, weighted_sum
 from lightning_modules.networks.decomposition import build_decomposition_networks
 
-__all__ = ["DecompositionModule", "DecompositionOutputs", "joint_error_px"]
+__all__ = ["DECODE_GROUPS", "DecompositionModule", "DecompositionOutputs", "decode_plan", "joint_error_px"]
 
 NETWORKS = ("initp_enc", "initp_dec", "movement_enc", "stdp_dec")
+# The pose decoder's outputs, in the groups the fused forward pass decodes together.
+DECODE_GROUPS = {"recon": ("recon_a", "recon_b"), "cross": ("cross_a", "cross_b")}
+# Which copy's z_init and which copy's z_movement each decoded unit is built from.
+DECODE_CODES = {"recon_a": ("a", "a"), "recon_b": ("b", "b"), "cross_a": ("a", "b"), "cross_b": ("b", "a")}
 
 
 def _plain(x):
@@ -60,6 +69,16 @@ def _reparameterise(mean: torch.Tensor, logvar: torch.Tensor, sample: bool) -> t
     return mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
 
 
+def decode_plan(terms: Mapping[str, object]) -> tuple[str, ...]:
+    """The decode groups (keys of `DECODE_GROUPS`) whose outputs the terms declare in `reads`.
+
+    A term without a `reads` declaration adds nothing to the plan; whatever it reads is still
+    computed, only in a call of its own.
+    """
+    read = {name for t in terms.values() for name in getattr(t, "reads", ())}
+    return tuple(g for g, names in DECODE_GROUPS.items() if read & set(names))
+
+
 def _typed_config(config: dict) -> DecompositionConfig:
     """The `decomposition` block as a typed `DecompositionConfig`; a bad key or value is a D2MError naming it."""
     try:
@@ -70,23 +89,39 @@ def _typed_config(config: dict) -> DecompositionConfig:
 
 
 class DecompositionOutputs(Mapping):
-    """The step's forward pass, computed lazily: each named tensor is built the first time it is read."""
+    """The step's forward pass, computed lazily: each named tensor is built the first time it is read.
+
+    With `fused_pairs` (the default) the two jittered copies share every network call: the movement
+    encoder and the initial-pose encoder read `cat([pose_a, pose_b])` as one batch of 2N and their
+    rows are split afterwards, and the first read of any decoded unit (`recon_*` or `cross_*`) runs the
+    pose decoder once over all the decode groups in `decodes` (the groups that the enabled terms
+    read), as one batch of 2N per group, and splits the result. Every sample's computation is
+    independent of the other rows' (no batch statistics anywhere), so the maths is that of one call
+    per copy and per decode; only the matrix shapes change, and larger products run nearer the
+    matmul peak with fewer, larger operations per recurrent step. A group outside `decodes` that is
+    read anyway (the evaluation reads `recon_a` whatever the terms) is decoded on its own when read.
+    Without `fused_pairs` each copy and each decode is its own call (the straightforward layout).
+    """
 
     def __init__(self, nets: Mapping[str, nn.Module], batch: Mapping[str, torch.Tensor], sample: bool,
-                 initial_pose_frames: int, generator: torch.Generator | None = None):
+                 initial_pose_frames: int, generator: torch.Generator | None = None, fused_pairs: bool = True,
+                 decodes: Iterable[str] = tuple(DECODE_GROUPS)):
         self.nets = nets
         self.sample = sample
         self.k = int(initial_pose_frames)
         self.generator = generator
+        self.fused_pairs = bool(fused_pairs)
+        self.decodes = tuple(g for g in DECODE_GROUPS if g in set(decodes))
         self._values: dict[str, torch.Tensor] = {"pose_a": batch["pose_a"], "pose_b": batch["pose_b"]}
         self._producers: dict[str, Callable[[], None]] = {}
         for c in ("a", "b"):
             for key in ("movement_mean", "movement_logvar", "z_movement"):
-                self._producers[f"{key}_{c}"] = lambda c=c: self._movement(c)
+                self._producers[f"{key}_{c}"] = lambda c=c: self._encode("movement", c)
             for key in ("init_mean", "init_logvar", "z_init"):
-                self._producers[f"{key}_{c}"] = lambda c=c: self._initial(c)
-            self._producers[f"recon_{c}"] = lambda c=c: self._recon(c)
-            self._producers[f"cross_{c}"] = lambda c=c: self._cross(c)
+                self._producers[f"{key}_{c}"] = lambda c=c: self._encode("init", c)
+        for group, names in DECODE_GROUPS.items():
+            for name in names:
+                self._producers[name] = lambda group=group, name=name: self._decode_group(group, name)
         for key in ("frames", "frames_mean", "frames_logvar", "frames_recon"):
             self._producers[key] = self._frames
 
@@ -109,25 +144,37 @@ class DecompositionOutputs(Mapping):
     def computed(self) -> set[str]:
         return set(self._values)
 
-    def _movement(self, c: str) -> None:
-        mean, logvar = self.nets["movement_enc"](self[f"pose_{c}"])
-        self._values.update({f"movement_mean_{c}": mean, f"movement_logvar_{c}": logvar,
-                             f"z_movement_{c}": _reparameterise(mean, logvar, self.sample)})
+    def _encode(self, code: str, c: str) -> None:
+        """`code` "movement" (the whole unit) or "init" (its first frame) for copy `c`, or for both copies."""
+        net = self.nets["movement_enc" if code == "movement" else "initp_enc"]
 
-    def _initial(self, c: str) -> None:
-        mean, logvar = self.nets["initp_enc"](self[f"pose_{c}"][:, 0])
-        self._values.update({f"init_mean_{c}": mean, f"init_logvar_{c}": logvar,
-                             f"z_init_{c}": _reparameterise(mean, logvar, self.sample)})
+        def inputs(poses: torch.Tensor) -> torch.Tensor:
+            return poses if code == "movement" else poses[:, 0]
 
-    def _decode(self, z_init: torch.Tensor, z_movement: torch.Tensor) -> torch.Tensor:
-        return self.nets["stdp_dec"](z_init, z_movement, self["pose_a"].shape[1])
+        if self.fused_pairs:
+            copies = ("a", "b")
+            mean, logvar = net(inputs(torch.cat([self["pose_a"], self["pose_b"]], dim=0)))
+            z = _reparameterise(mean, logvar, self.sample)
+            parts = zip(*(t.chunk(2, dim=0) for t in (mean, logvar, z)))
+        else:
+            copies = (c,)
+            mean, logvar = net(inputs(self[f"pose_{c}"]))
+            parts = [(mean, logvar, _reparameterise(mean, logvar, self.sample))]
+        for copy, (m, lv, z) in zip(copies, parts):
+            self._values.update({f"{code}_mean_{copy}": m, f"{code}_logvar_{copy}": lv, f"z_{code}_{copy}": z})
 
-    def _recon(self, c: str) -> None:
-        self._values[f"recon_{c}"] = self._decode(self[f"z_init_{c}"], self[f"z_movement_{c}"])
-
-    def _cross(self, c: str) -> None:
-        other = "b" if c == "a" else "a"
-        self._values[f"cross_{c}"] = self._decode(self[f"z_init_{c}"], self[f"z_movement_{other}"])
+    def _decode_group(self, group: str, name: str) -> None:
+        """The pose decoder on the codes of `name`, or (fused) on every planned group at once."""
+        length = self["pose_a"].shape[1]
+        if not self.fused_pairs:
+            i, m = DECODE_CODES[name]
+            self._values[name] = self.nets["stdp_dec"](self[f"z_init_{i}"], self[f"z_movement_{m}"], length)
+            return
+        names = [n for g in (self.decodes if group in self.decodes else (group,)) for n in DECODE_GROUPS[g]]
+        z_init = torch.cat([self[f"z_init_{DECODE_CODES[n][0]}"] for n in names], dim=0)
+        z_movement = torch.cat([self[f"z_movement_{DECODE_CODES[n][1]}"] for n in names], dim=0)
+        decoded = self.nets["stdp_dec"](z_init, z_movement, length).chunk(len(names), dim=0)
+        self._values.update(zip(names, decoded))
 
     def _frames(self) -> None:
         poses = torch.cat([self["pose_a"], self["pose_b"]], dim=0)  # (2N, T, D)
@@ -175,6 +222,7 @@ class DecompositionModule(pl.LightningModule):
                            f"got {tuple(mean.shape)} and {tuple(std.shape)}")
         self.register_buffer("pose_mean", mean, persistent=False)
         self.register_buffer("pose_std", std, persistent=False)
+        self.decodes = decode_plan(self.terms)
         self.test_report: dict = {}
 
     @property
@@ -186,7 +234,8 @@ class DecompositionModule(pl.LightningModule):
                 generator: torch.Generator | None = None) -> DecompositionOutputs:
         """The lazy forward pass over a batch; codes are sampled when `sample` (default: in training)."""
         return DecompositionOutputs(self.networks, batch, self.training if sample is None else sample,
-                                    self.cfg.initial_pose_frames, generator)
+                                    self.cfg.initial_pose_frames, generator, fused_pairs=self.cfg.fused_pairs,
+                                    decodes=self.decodes)
 
     def reconstruct(self, poses: torch.Tensor) -> torch.Tensor:
         """Normalised units (N, T, pose_dim) rebuilt from their posterior means (no sampling)."""

@@ -111,41 +111,6 @@ def test_cases_devices_and_budgets():
     assert make_batch(CASES[4], paper, "cpu")["poses"].shape == (64, 3, 32, 28)
 
 
-@pytest.mark.parametrize("off", [None, "cross_reconstruction"])
-def test_fused_decomposition_prototype_keeps_outputs_and_gradients(off):
-    from ablations.bench_fastpath import fused_outputs
-    from lightning_modules.decomposition_module import DecompositionModule
-    from lightning_modules.losses import weighted_sum
-
-    config = {"hidden": 24, "movement_dim": 12, "init_dim": 4, "init_hidden": 8}
-    if off:
-        config["losses"] = {off: {"enabled": False}}
-    torch.manual_seed(0)
-    module = DecompositionModule(config).double()
-    pose_a = torch.randn(5, 32, 28, dtype=torch.float64)
-    batch = {"pose_a": pose_a, "pose_b": pose_a + 0.3 * torch.randn(5, 1, 28, dtype=torch.float64)}
-
-    def run(fused: bool):
-        module.zero_grad()
-        gen = torch.Generator().manual_seed(1)
-        out = fused_outputs(module, batch, False, gen) if fused else module.outputs(batch, sample=False, generator=gen)
-        total, _ = weighted_sum(module.terms, "generator", out, module.networks, 0)
-        total.backward()
-        return total.detach(), {k: out[k].detach() for k in out}, {n: p.grad.clone() for n, p in
-                                                                    module.named_parameters()}
-
-    ref_total, ref_out, ref_grad = run(False)
-    total, out, grad = run(True)
-    torch.testing.assert_close(total, ref_total)
-    assert set(out) >= set(ref_out)
-    for k, v in ref_out.items():
-        torch.testing.assert_close(out[k], v, msg=k)
-    for k, v in ref_grad.items():
-        torch.testing.assert_close(grad[k], v, msg=k)
-    if off:
-        assert "cross_a" not in out  # a switched-off term's decodes are not run
-
-
 def test_a_wandb_failure_does_not_lose_the_files(tmp_path, monkeypatch, capsys):
     import wandb
 

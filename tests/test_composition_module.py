@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.errors import D2MError
 from experiments.presets import PRESETS
-from lightning_modules.composition_module import CompositionModule
+from lightning_modules.composition_module import STEP_ORDER, CompositionModule
 from lightning_modules.decomposition_module import DecompositionModule
 from lightning_modules.generation import generate_dance
 from lightning_modules.style_module import StyleExtractorModule
@@ -22,9 +22,10 @@ TINY = PRESETS["tiny"]
 L, T, P, F = 3, 32, 28, 28
 
 
-def make_module(enabled: dict[str, bool] | None = None, **kw) -> CompositionModule:
+def make_module(enabled: dict[str, bool] | None = None, composition: dict | None = None, **kw) -> CompositionModule:
     losses = {name: {"enabled": on} for name, on in (enabled or {}).items()}
-    config = {**TINY["composition"], "losses": losses, "optim": {**TINY["composition"]["optim"], "lr": 1e-2}}
+    config = {**TINY["composition"], "losses": losses, "optim": {**TINY["composition"]["optim"], "lr": 1e-2},
+              **(composition or {})}
     return CompositionModule(config, TINY["decomposition"], TINY["style"], feature_dim=F,
                              class_names=["ballet", "hiphop", "zumba"], pose_mean=[100.0] * P,
                              pose_std=[20.0] * P, feature_mean=[0.0] * F, feature_std=[1.0] * F,
@@ -148,6 +149,40 @@ def test_finetuned_networks_learn_at_a_fraction_of_the_rate():
     in_any = {id(p) for o in module.configure_optimizers() for g in o.param_groups for p in g["params"]}
     for frozen in ("style_extractor", "initp_enc", "initp_dec"):
         assert not any(id(p) in in_any for p in getattr(module, frozen).parameters())
+
+
+def test_a_zero_finetune_scale_freezes_the_movement_encoder_and_pose_decoder():
+    finetuned = ("movement_enc", "stdp_dec")
+    torch.manual_seed(0)
+    module = make_module(composition={"finetune_lr_scale": 0.0})
+    assert not any(p.requires_grad for n in finetuned for p in getattr(module, n).parameters())
+    # the same model with those weights still asking for gradients: the other networks' updates must not change
+    torch.manual_seed(0)
+    reference = make_module(composition={"finetune_lr_scale": 0.0})
+    for n in finetuned:
+        getattr(reference, n).requires_grad_(True)
+    watched = (*finetuned, "dance_enc", "dance_dec")
+    before = snapshot(module, watched)
+    batch = make_batch()
+    for m in (module, reference):
+        m.train()
+        opts = dict(zip(m.active_steps, m.configure_optimizers()))
+        assert len(opts["generator"].param_groups) == 1
+        torch.manual_seed(1)
+        out = m.outputs(batch, sample=True)
+        for step in STEP_ORDER:
+            if step in opts:
+                m.optimisation_step(step, out, opts[step])
+    assert all(p.grad is None for n in finetuned for p in getattr(module, n).parameters())
+    assert all(p.grad is not None for n in finetuned for p in getattr(reference, n).parameters())
+    assert changed(before, module) == {"dance_enc", "dance_dec"}  # the pose loss still reaches dance_dec
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(module.state_dict()[name], value, msg=name)
+
+    before = snapshot(module, finetuned)
+    fit(module, steps=2)
+    assert all(p.grad is None and not p.requires_grad for n in finetuned for p in getattr(module, n).parameters())
+    assert changed(before, module) == set()
 
 
 def test_frozen_style_extractor_gets_no_gradient_and_stays_in_eval_mode():

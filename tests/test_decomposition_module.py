@@ -125,9 +125,10 @@ def test_losses_fall_over_a_few_dozen_steps_at_the_tiny_preset():
         assert b < 0.9 * a, f"{key}: {a:.4f} -> {b:.4f}"
 
 
-def test_cross_reconstruction_decodes_one_copys_initial_pose_with_the_other_copys_movement():
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-pairs", "per-copy"])
+def test_cross_reconstruction_decodes_one_copys_initial_pose_with_the_other_copys_movement(fused):
     torch.manual_seed(0)
-    module = DecompositionModule(tiny_config()).eval()
+    module = DecompositionModule({**tiny_config(), "fused_pairs": fused}).eval()
     data = Units(6)
     batch = {"pose_a": data.a, "pose_b": torch.flip(data.a, dims=[0])}  # two different units
     calls = []
@@ -138,10 +139,13 @@ def test_cross_reconstruction_decodes_one_copys_initial_pose_with_the_other_copy
         cross_value = module.terms["cross_reconstruction"].compute("generator", out, module.networks)
     finally:
         hook.remove()
-    assert len(calls) == 2
-    (zi1, zm1), (zi2, zm2) = calls
-    assert torch.equal(zi1, out["init_mean_a"]) and torch.equal(zm1, out["movement_mean_b"])
-    assert torch.equal(zi2, out["init_mean_b"]) and torch.equal(zm2, out["movement_mean_a"])
+    # per copy: one call per cross decode; fused: one call for the recon and cross groups together
+    assert len(calls) == (1 if fused else 2)
+    n = data.a.shape[0]
+    z_init = torch.cat([zi for zi, _ in calls])[-2 * n:]  # the cross rows come last in the fused batch
+    z_movement = torch.cat([zm for _, zm in calls])[-2 * n:]
+    assert torch.equal(z_init[:n], out["init_mean_a"]) and torch.equal(z_movement[:n], out["movement_mean_b"])
+    assert torch.equal(z_init[n:], out["init_mean_b"]) and torch.equal(z_movement[n:], out["movement_mean_a"])
     expected = 0.5 * ((dec(out["init_mean_a"], out["movement_mean_b"]) - batch["pose_a"]).abs().mean()
                       + (dec(out["init_mean_b"], out["movement_mean_a"]) - batch["pose_b"]).abs().mean())
     torch.testing.assert_close(cross_value, expected)

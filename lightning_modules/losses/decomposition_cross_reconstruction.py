@@ -13,6 +13,7 @@ from lightning_modules.losses.base import LossTerm, register
 class CrossReconstruction(LossTerm):
     name = "cross_reconstruction"
     model = "decomposition"
+    reads = ("cross_a", "cross_b", "pose_a", "pose_b")  # the forward-pass outputs `compute` reads
 
     def compute(self, step, out, nets) -> torch.Tensor:
         # cross_a = decoder(z_init of a, z_movement of b), and the reverse (DecompositionModule builds them)

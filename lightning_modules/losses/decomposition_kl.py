@@ -23,6 +23,7 @@ def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 class DecompositionKL(LossTerm):
     name = "kl"
     model = "decomposition"
+    reads = tuple(f"{k}_{c}" for c in "ab" for k in ("init_mean", "init_logvar", "movement_mean", "movement_logvar"))
 
     def compute(self, step, out, nets) -> torch.Tensor:
         total = 0.0

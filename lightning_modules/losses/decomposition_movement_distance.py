@@ -12,6 +12,7 @@ from lightning_modules.losses.base import LossTerm, register
 class MovementDistance(LossTerm):
     name = "movement_distance"
     model = "decomposition"
+    reads = ("movement_mean_a", "movement_mean_b")  # the forward-pass outputs `compute` reads
 
     def compute(self, step, out, nets) -> torch.Tensor:
         return (out["movement_mean_a"] - out["movement_mean_b"]).abs().mean()

@@ -12,6 +12,7 @@ from lightning_modules.losses.base import LossTerm, register
 class PoseReconstruction(LossTerm):
     name = "pose_reconstruction"
     model = "decomposition"
+    reads = ("recon_a", "recon_b", "pose_a", "pose_b")  # the forward-pass outputs `compute` reads
 
     def compute(self, step, out, nets) -> torch.Tensor:
         a = (out["recon_a"] - out["pose_a"]).abs().mean()
