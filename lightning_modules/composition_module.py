@@ -35,7 +35,7 @@ reconstruction terms, comparable across ablations), `val/loss/<term>` and `val/p
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -44,7 +44,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from datamodules.errors import D2MError
-from lightning_modules.config import CompositionConfig, DecompositionConfig, StyleExtractorConfig
+from lightning_modules.config import CompositionConfig, DecompositionConfig, StyleExtractorConfig, typed
+from lightning_modules.lazy_outputs import LazyOutputs
 from lightning_modules.losses import STEPS, build_terms, needed_networks, weighted_sum
 from lightning_modules.networks.composition import (
     CORE_NETWORKS,
@@ -81,25 +82,20 @@ def _plain(x):
     return x
 
 
-def _typed(schema, config: dict | None, block: str):
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), config or {}))
-    except Exception as err:  # OmegaConf raises several types for unknown keys and bad values
-        raise D2MError(f"bad {block} config: {str(err).splitlines()[0]}") from None
-
-
 def _reparameterise(mean: torch.Tensor, logvar: torch.Tensor, sample: bool) -> torch.Tensor:
     if not sample:
         return mean
     return mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
 
 
-class CompositionOutputs(Mapping):
+class CompositionOutputs(LazyOutputs):
     """The batch's forward pass, computed lazily: each named tensor is built the first time it is read.
 
     `detached()` is a view of the same pass whose tensors come out detached (for the critic and
     regressor steps); both views share one cache, so nothing is computed twice.
     """
+
+    kind = "composition forward pass"
 
     def __init__(self, module: CompositionModule, batch: Mapping[str, torch.Tensor], sample: bool,
                  generator: torch.Generator | None = None):
@@ -115,11 +111,8 @@ class CompositionOutputs(Mapping):
         self.generator = generator
         self.units, self.frames = units, frames
         self._detach = False
-        self._values: dict[str, torch.Tensor] = {
-            "unit_poses": poses.reshape(b * units, frames, pose_dim),
-            "features": features,
-        }
-        self._producers: dict[str, Callable[[], None]] = {}
+        super().__init__()
+        self._values.update(unit_poses=poses.reshape(b * units, frames, pose_dim), features=features)
         groups: dict[Callable[[], None], tuple[str, ...]] = {
             self._audio: ("audio",),
             self._style: ("style",),
@@ -137,23 +130,8 @@ class CompositionOutputs(Mapping):
 
     # Mapping protocol: only computed values count as present, so `computed` shows what a step cost.
     def __getitem__(self, key: str) -> torch.Tensor:
-        if key not in self._values:
-            producer = self._producers.get(key)
-            if producer is None:
-                raise KeyError(f"the composition forward pass produces no '{key}'")
-            producer()
-        value = self._values[key]
+        value = self._get(key)
         return value.detach() if self._detach else value
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    @property
-    def computed(self) -> set[str]:
-        return set(self._values)
 
     def detached(self) -> CompositionOutputs:
         view = object.__new__(CompositionOutputs)
@@ -251,10 +229,10 @@ class CompositionModule(pl.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
 
-        self.cfg: CompositionConfig = _typed(CompositionConfig, config, "composition")
-        self.decomposition_cfg: DecompositionConfig = _typed(DecompositionConfig, decomposition_config,
+        self.cfg: CompositionConfig = typed(CompositionConfig, config, "composition")
+        self.decomposition_cfg: DecompositionConfig = typed(DecompositionConfig, decomposition_config,
                                                              "decomposition")
-        self.style_cfg: StyleExtractorConfig = _typed(StyleExtractorConfig, style_config, "style")
+        self.style_cfg: StyleExtractorConfig = typed(StyleExtractorConfig, style_config, "style")
         self.feature_dim, self.pose_dim = int(feature_dim), int(pose_dim)
         self.sequence_units, self.unit_frames = int(sequence_units), int(unit_frames)
         if self.sequence_units < 1 or self.unit_frames < 2:

@@ -102,3 +102,21 @@ class CompositionConfig:
     fast_recurrence: bool = True
     losses: dict[str, LossTermConfig] = field(default_factory=_composition_losses)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, grad_clip=0.5, batch_size=64))
+
+
+def typed(schema: type, config: dict | None, block: str):
+    """A config block (plain dict, as saved in checkpoints) as its typed dataclass.
+
+    A bad key or value is a D2MError naming the block and key, so a module built from a hand-written
+    dict fails as clearly as one built from a YAML file.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from datamodules.errors import D2MError
+
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), config or {}))
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise D2MError(f"{block}.{key}: {str(err).splitlines()[0]}") from None

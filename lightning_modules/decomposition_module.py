@@ -22,16 +22,16 @@ per decode, only the order in which the codes' noise is drawn differs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from datamodules.errors import D2MError
-from lightning_modules.config import DecompositionConfig
+from lightning_modules.config import DecompositionConfig, typed
+from lightning_modules.lazy_outputs import LazyOutputs
 from lightning_modules.losses import build_terms, needed_networks, weighted_sum
 from lightning_modules.networks.decomposition import build_decomposition_networks
 
@@ -79,16 +79,7 @@ def decode_plan(terms: Mapping[str, object]) -> tuple[str, ...]:
     return tuple(g for g, names in DECODE_GROUPS.items() if read & set(names))
 
 
-def _typed_config(config: dict) -> DecompositionConfig:
-    """The `decomposition` block as a typed `DecompositionConfig`; a bad key or value is a D2MError naming it."""
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DecompositionConfig), config))
-    except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", None) or "?"
-        raise D2MError(f"decomposition.{key}: {str(e).splitlines()[0]}") from e
-
-
-class DecompositionOutputs(Mapping):
+class DecompositionOutputs(LazyOutputs):
     """The step's forward pass, computed lazily: each named tensor is built the first time it is read.
 
     With `fused_pairs` (the default) the two jittered copies share every network call: the movement
@@ -103,6 +94,8 @@ class DecompositionOutputs(Mapping):
     Without `fused_pairs` each copy and each decode is its own call (the straightforward layout).
     """
 
+    kind = "decomposition forward pass"
+
     def __init__(self, nets: Mapping[str, nn.Module], batch: Mapping[str, torch.Tensor], sample: bool,
                  initial_pose_frames: int, generator: torch.Generator | None = None, fused_pairs: bool = True,
                  decodes: Iterable[str] = tuple(DECODE_GROUPS)):
@@ -112,8 +105,8 @@ class DecompositionOutputs(Mapping):
         self.generator = generator
         self.fused_pairs = bool(fused_pairs)
         self.decodes = tuple(g for g in DECODE_GROUPS if g in set(decodes))
-        self._values: dict[str, torch.Tensor] = {"pose_a": batch["pose_a"], "pose_b": batch["pose_b"]}
-        self._producers: dict[str, Callable[[], None]] = {}
+        super().__init__()
+        self._values.update(pose_a=batch["pose_a"], pose_b=batch["pose_b"])
         for c in ("a", "b"):
             for key in ("movement_mean", "movement_logvar", "z_movement"):
                 self._producers[f"{key}_{c}"] = lambda c=c: self._encode("movement", c)
@@ -124,25 +117,6 @@ class DecompositionOutputs(Mapping):
                 self._producers[name] = lambda group=group, name=name: self._decode_group(group, name)
         for key in ("frames", "frames_mean", "frames_logvar", "frames_recon"):
             self._producers[key] = self._frames
-
-    # Mapping protocol: only computed values count as present, so `computed` shows what a step cost.
-    def __getitem__(self, key: str) -> torch.Tensor:
-        if key not in self._values:
-            producer = self._producers.get(key)
-            if producer is None:
-                raise KeyError(f"the decomposition forward pass produces no '{key}'")
-            producer()
-        return self._values[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    @property
-    def computed(self) -> set[str]:
-        return set(self._values)
 
     def _encode(self, code: str, c: str) -> None:
         """`code` "movement" (the whole unit) or "init" (its first frame) for copy `c`, or for both copies."""
@@ -205,7 +179,7 @@ class DecompositionModule(pl.LightningModule):
         config = _plain(config) or {}
         pose_mean, pose_std = _plain(pose_mean), _plain(pose_std)
         self.save_hyperparameters()
-        self.cfg: DecompositionConfig = _typed_config(config)
+        self.cfg: DecompositionConfig = typed(DecompositionConfig, config, "decomposition")
         self.pose_dim = int(pose_dim)
         self.terms = build_terms("decomposition", self.cfg.losses)
         if not self.terms:

@@ -11,22 +11,12 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from datamodules.errors import D2MError
-from lightning_modules.config import StyleExtractorConfig
+from lightning_modules.config import StyleExtractorConfig, typed
 from lightning_modules.networks.style_extractor import StyleExtractor
 
 __all__ = ["StyleExtractorModule", "confusion_report"]
-
-
-def _typed_config(config: dict) -> StyleExtractorConfig:
-    """The `style` block as a typed `StyleExtractorConfig`; a bad key or value is a D2MError naming it."""
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(StyleExtractorConfig), config))
-    except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", None) or "?"
-        raise D2MError(f"style.{key}: {str(e).splitlines()[0]}") from e
 
 
 def confusion_report(counts: torch.Tensor, class_names: list[str]) -> dict:
@@ -72,7 +62,7 @@ class StyleExtractorModule(pl.LightningModule):
         self.save_hyperparameters()
         if len(class_names) < 2:
             raise D2MError(f"the style extractor needs at least two style classes, got {class_names}")
-        self.cfg: StyleExtractorConfig = _typed_config(config)
+        self.cfg: StyleExtractorConfig = typed(StyleExtractorConfig, config, "style")
         self.class_names = class_names
         self.net = StyleExtractor(int(feature_dim), len(class_names), self.cfg)
         self.test_report: dict = {}
