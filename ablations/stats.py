@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy import stats
@@ -36,6 +37,8 @@ def welch(values: list[float], baseline: list[float], level: float = 0.95) -> di
         return out
     dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     half = stats.t.ppf(0.5 + level / 2, dof) * se
-    out.update(ci_low=out["diff"] - half, ci_high=out["diff"] + half,
-               p=float(stats.ttest_ind(a, b, equal_var=False).pvalue))
+    with warnings.catch_warnings():  # a side of identical values (e.g. 100% on every seed) is fine here
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    out.update(ci_low=out["diff"] - half, ci_high=out["diff"] + half, p=p)
     return out

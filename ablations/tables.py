@@ -38,9 +38,10 @@ def metrics_for(until: str, entries: list[dict[str, Any]]) -> dict[str, str]:
         return MAIN_METRICS
     keys: set[str] = set()
     for e in entries:
-        keys |= {k for k in (read_json(Path(e["run_dir"]) / "metrics.json") or {}) if k.startswith("style/test/")}
+        keys |= {k for k in (read_json(Path(e["run_dir"]) / "metrics.json") or {})
+                 if k.startswith("style/test/") and k != "style/test/loss"}
     ordered = sorted(keys, key=lambda k: (k != "style/test/acc", "recall" in k, k))
-    return {k: k.removeprefix("style/test/").replace("/", " ") for k in ordered}
+    return {k: k.removeprefix("style/test/").replace("/", " ").replace("acc", "accuracy (%)") for k in ordered}
 
 
 def collect_runs(entries: list[dict[str, Any]]) -> pd.DataFrame:
@@ -185,8 +186,9 @@ def build_tables(out: Path, entries: list[dict[str, Any]], baseline: str, title:
     runs = collect_runs(entries)
     table = ablation_table(runs, baseline)
     if not table.empty:
-        caption = (f"{title}: mean ± std over seeds; Δ = difference to '{baseline}' with 95% Welch interval and "
-                   "p-value. Beat align uses sigma = 0.75 frames at 15 fps (3 frames at 60 fps).")
+        caption = f"{title}: mean ± std over seeds; Δ = difference to '{baseline}' with 95% Welch interval and p-value."
+        if "evaluation/beat_align" in metrics:
+            caption += " Beat align uses sigma = 0.75 frames at 15 fps (3 frames at 60 fps)."
         written["csv"] = write_text(out / f"{table_name}.csv", table.to_csv(index=False))
         written["md"] = write_text(out / f"{table_name}.md", to_markdown(table, metrics, caption))
         written["tex"] = write_text(out / f"{table_name}.tex", to_latex(table, metrics, caption))
