@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
-from datamodules.errors import D2MError
+from datamodules.errors import D2MError, Terminated
 
 
 def _data_synth(a: argparse.Namespace) -> None:
@@ -19,19 +21,21 @@ def _data_synth(a: argparse.Namespace) -> None:
     from datamodules.synth import build_synthetic
 
     synth = SynthConfig(clips_per_style=a.clips_per_style, seconds=a.seconds, difficulty=a.difficulty, seed=a.seed)
-    print(build_synthetic(Path(a.out), synth, FeatureConfig()))
+    print(build_synthetic(Path(a.out), synth, FeatureConfig(), force=a.force))
 
 
 def _data_import(a: argparse.Namespace) -> None:
     from datamodules.import_d2m import import_d2m
 
-    print(import_d2m(Path(a.src), Path(a.out)))
+    print(import_d2m(Path(a.src), Path(a.out), force=a.force))
 
 
 def _data_prepare(a: argparse.Namespace) -> None:
-    from datamodules.prepare import prepare_dataset
+    from datamodules.prepare import PrepareConfig, prepare_dataset
 
-    print(prepare_dataset(Path(a.keypoints), Path(a.audio), Path(a.out), labels_csv=a.labels, fps_in=a.fps))
+    print(prepare_dataset(Path(a.keypoints), Path(a.audio), Path(a.out), labels_csv=a.labels, fps_in=a.fps,
+                          config=None if a.tolerance is None else PrepareConfig(duration_tolerance=a.tolerance),
+                          force=a.force))
 
 
 def _run(a: argparse.Namespace, until: str = "evaluation") -> None:
@@ -82,6 +86,13 @@ def _import_original(a: argparse.Namespace) -> None:
                           data_root=a.data))
 
 
+FORCE_HELP = "replace an existing d2m-lab dataset of the same kind at --out (anything else is never replaced)"
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="d2m", description="d2m-lab: music-to-dance experiments (Dancing to Music).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -94,17 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seconds", type=float, default=30.0)
     s.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="medium")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--force", action="store_true", help=FORCE_HELP)
     s.set_defaults(func=_data_synth)
     s = dsub.add_parser("import-d2m", help="convert the original release's data.zip layout")
     s.add_argument("src")
     s.add_argument("--out", required=True)
+    s.add_argument("--force", action="store_true", help=FORCE_HELP)
     s.set_defaults(func=_data_import)
     s = dsub.add_parser("prepare", help="your own keypoints (OpenPose JSON or .npy) and audio")
     s.add_argument("--keypoints", required=True)
     s.add_argument("--audio", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--labels", default=None, help="CSV with columns name,style (default: folder names)")
-    s.add_argument("--fps", type=float, default=None, help="keypoint frame rate when not 15 (e.g. 30)")
+    s.add_argument("--labels", default=None,
+                   help="CSV with columns name (or clip_id), style and optionally split (default: folder names)")
+    s.add_argument("--fps", type=float, default=None,
+                   help="the keypoints' frame rate, e.g. 30 (default: the usual rate nearest frames / music seconds)")
+    s.add_argument("--tolerance", type=float, default=None, metavar="SECONDS",
+                   help="largest keypoints-music duration difference accepted (default: PrepareConfig's, 1 s)")
+    s.add_argument("--force", action="store_true", help=FORCE_HELP)
     s.set_defaults(func=_data_prepare)
 
     s = sub.add_parser("run", help="one experiment through all stages; prints the run directory")
@@ -164,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
     args = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None  # unwind, cleaning up
     try:
         args.func(args)
     except D2MError as err:
@@ -171,9 +191,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"d2m: error: {err}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("d2m: terminated (SIGTERM); rerun the same command to resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("d2m: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        if main_thread and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

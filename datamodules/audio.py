@@ -108,7 +108,31 @@ def load_audio(path: str | Path, sample_rate: int, min_frames: int = UNIT_FRAMES
     except Exception as err:  # soundfile, audioread and numpy each raise their own types
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise D2MError(f"cannot decode audio file {p}: {detail}") from None
+    warn_if_band_limited(p)
     return check_wave(wave, sample_rate, str(p), min_frames=min_frames, fps=fps)
+
+
+def warn_if_band_limited(path: Path, top: float = FeatureConfig.fmax) -> bool:
+    """Warn (stderr, naming the file) when its sample rate cannot hold the features' upper mel band.
+
+    Audio sampled at 8 kHz has nothing above 4 kHz, while the mel filters reach `top` (6855.5 Hz):
+    the missing band shifts the MFCCs and can change the style a model predicts for the same music.
+    Returns True when it warned.
+    """
+    import soundfile as sf
+
+    try:
+        native = float(sf.info(str(path)).samplerate)
+    except Exception:  # formats soundfile cannot open (mp3 via audioread, ...): no rate to judge by
+        return False
+    if native / 2 >= top:
+        return False
+    import sys
+
+    print(f"d2m: warning: audio file {path} is sampled at {native:g} Hz, so it has no content above "
+          f"{native / 2:g} Hz; the features use up to {top:g} Hz (the {native / 2:g}-{top:g} Hz band is missing), "
+          "which can change the predicted style: use audio sampled at 16 kHz or more", file=sys.stderr, flush=True)
+    return True
 
 
 def check_wave(wave: np.ndarray, sample_rate: int, name: str, min_frames: int = UNIT_FRAMES,

@@ -11,6 +11,9 @@ Layout (DESIGN.md section 2):
 The writer builds the whole folder in a temporary sibling and renames it into place at the end, so
 a crash or a bad clip halfway leaves no partial dataset behind. Statistics are accumulated from
 the training split only: normalising with test-split numbers would leak the test set.
+
+The writer never deletes what d2m-lab did not make: an output folder must be new, empty, or (with
+`force`) a complete d2m-lab dataset of the same source, and it may not hold or sit inside an input.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from datamodules.atomic import atomic_dir, read_json, write_json, write_text, write_with
+from datamodules.atomic import WriteError, atomic_dir, probe_write, read_json, write_json, write_text, write_with
 from datamodules.errors import D2MError
 from datamodules.skeleton import JOINT_NAMES, NUM_JOINTS, POSE_DIM, flatten
 
@@ -97,11 +100,26 @@ class DatasetWriter:
         self.rows: list[dict[str, Any]] = []
         self._pose = _Moments()
         self._feat = _Moments()
-        (self.folder / "clips").mkdir(parents=True, exist_ok=True)
-        (self.folder / "audio").mkdir(parents=True, exist_ok=True)
+        try:
+            (self.folder / "clips").mkdir(parents=True, exist_ok=True)
+            (self.folder / "audio").mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise WriteError(self.folder, str(err.strerror or err)) from None
 
     def audio_path(self, clip_id: str) -> Path:
         return self.folder / "audio" / f"{clip_id}.wav"
+
+    def write_audio(self, clip_id: str, wave: np.ndarray, sample_rate: int) -> Path:
+        """Store a clip's music as 16-bit WAV; a full disk is a WriteError with the system's reason."""
+        from datamodules.audio import write_wav
+
+        path = self.audio_path(clip_id)
+        try:
+            write_wav(path, wave, sample_rate)
+        except RuntimeError as err:  # libsndfile reports a failed write as 'System error.'
+            reason = probe_write(path.parent, 2 * int(np.size(wave)) + 4096) or str(err).strip() or "write failed"
+            raise WriteError(path, reason) from None
+        return path
 
     def add_clip(self, clip: Clip, source: str = "", columns: dict[str, Any] | None = None) -> None:
         """Validate and write one clip; its audio (if any) must already be at `audio_path(clip_id)`."""
@@ -168,13 +186,71 @@ class DatasetWriter:
         write_json(self.folder / "dataset.json", meta)  # last: its presence marks a complete dataset
 
 
+def check_out(out: str | Path, source: str, inputs: Iterable[str | Path] = (), force: bool = False,
+              flag: str = "--out") -> bool:
+    """Refuse an output folder that writing a `source` dataset could damage; True if it will be replaced.
+
+    Allowed: a new or empty folder, or with `force` a complete d2m-lab dataset made by the same source.
+    Refused (D2MError): a file, any other non-empty folder, an input, a folder inside an input or one
+    holding an input.
+    """
+    out = Path(out)
+    where = out.resolve()
+    for given in inputs:
+        inp = Path(given).resolve()
+        if where == inp or inp in where.parents:
+            raise D2MError(f"{flag} {out} is inside the input {given}; choose a folder outside it")
+        if where in inp.parents:
+            raise D2MError(f"{flag} {out} holds the input {given}; choose another output folder")
+    if not out.exists() and not out.is_symlink():
+        return False
+    if not out.is_dir():
+        raise D2MError(f"{flag} {out} is a file, not a folder")
+    if not any(out.iterdir()):
+        return False
+    kind = _dataset_source(out)
+    if kind is None:
+        raise D2MError(f"{flag} {out} is not empty and is not a d2m-lab dataset; nothing was written "
+                       "(choose a new or empty folder)")
+    if kind != source:
+        raise D2MError(f"{flag} {out} holds a d2m-lab dataset from '{kind}', not '{source}'; nothing was written "
+                       "(choose another folder)")
+    if not force:
+        raise D2MError(f"{flag} {out} already holds a d2m-lab '{source}' dataset; pass --force to replace it")
+    return True
+
+
+def _dataset_source(root: Path) -> str | None:
+    """The `source` recorded in a complete dataset's dataset.json, or None if it is not one."""
+    try:
+        meta = read_json(root / "dataset.json")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or "version" not in meta or not (root / "clips.csv").is_file():
+        return None
+    return str(meta.get("source", ""))
+
+
 @contextlib.contextmanager
-def dataset_writer(out: str | Path, **kwargs: Any) -> Iterator[DatasetWriter]:
-    """Build a dataset in a temporary folder beside `out`; move it to `out` only if all went well."""
-    with atomic_dir(out) as tmp:
-        writer = DatasetWriter(tmp, **kwargs)
-        yield writer
-        writer.finish()
+def dataset_writer(out: str | Path, *, force: bool = False, inputs: Iterable[str | Path] = (),
+                   **kwargs: Any) -> Iterator[DatasetWriter]:
+    """Build a dataset in a temporary folder beside `out`; move it to `out` only if all went well.
+
+    `out` is checked by `check_out` first (with `force`, a same-source dataset is replaced whole).
+    A file-system failure is one D2MError naming `out`, the file and the reason; nothing is left.
+    """
+    replace = check_out(out, kwargs.get("source", ""), inputs, force)
+    try:
+        with atomic_dir(out, replace=replace) as tmp:
+            writer = DatasetWriter(tmp, **kwargs)
+            try:
+                yield writer
+                writer.finish()
+            except WriteError as err:
+                inside = err.path.relative_to(tmp) if tmp in err.path.parents else err.path.name
+                raise D2MError(f"cannot write dataset {out} ({inside}): {err.reason}; nothing was written") from None
+    except WriteError as err:
+        raise D2MError(f"cannot write dataset {out}: {err.reason}; nothing was written") from None
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

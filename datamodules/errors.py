@@ -7,3 +7,10 @@ command line turns it into a one-line message and a non-zero exit instead of a t
 
 class D2MError(Exception):
     """Bad input or bad configuration: the message names the file, key or value and what is wrong."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that temporary files are cleaned up on the way out.
+
+    A KeyboardInterrupt subclass: code that stops cleanly on Ctrl-C stops the same way on SIGTERM.
+    """

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from datamodules.config import DataConfig, FeatureConfig, SynthConfig
-from datamodules.dataset import CanonicalDataset, is_complete
+from datamodules.dataset import CanonicalDataset, check_out, is_complete
 from datamodules.errors import D2MError
 
 KINDS = ("style", "units", "sequences")
@@ -93,8 +94,12 @@ def ensure_dataset(data_cfg: Any) -> Path:
             if not is_complete(root):  # another process may have built it while we waited
                 from datamodules.synth import build_synthetic
 
+                check_out(root, "synth", flag="data.root")  # never write into a folder holding something else
                 build_synthetic(root, cfg.synth, cfg.features)
     meta = CanonicalDataset(root).meta
+    if cfg.source == "synth" and meta.get("source") != "synth":
+        print(f"d2m: data.root={root} holds a d2m-lab '{meta.get('source')}' dataset, not a synthetic one: "
+              "using it as it is (as data.source=canonical would)", file=sys.stderr, flush=True)
     _compare(dict(meta.get("feature_spec", {})), asdict(cfg.features), "data.features", root)
     if cfg.source == "synth" and "synth" in meta:
         _compare(dict(meta["synth"]), asdict(cfg.synth), "data.synth", root)

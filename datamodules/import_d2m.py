@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from datamodules.config import FeatureConfig
-from datamodules.dataset import Clip, dataset_writer
+from datamodules.dataset import Clip, check_out, dataset_writer
 from datamodules.errors import D2MError
 from datamodules.skeleton import NUM_JOINTS
 from datamodules.splits import assign_group_splits
@@ -126,8 +126,12 @@ def _unit_list_counts(root: Path) -> dict[str, int]:
     return counts
 
 
-def import_d2m(src: str | Path, out: str | Path) -> Path:
-    """Convert the original release at `src` (the `data/` folder or its parent) to a dataset at `out`."""
+def import_d2m(src: str | Path, out: str | Path, force: bool = False) -> Path:
+    """Convert the original release at `src` (the `data/` folder or its parent) to a dataset at `out`.
+
+    `out` must be new or empty, or (with `force`) an imported dataset, and outside `src`.
+    """
+    check_out(out, "import-d2m", inputs=[src], force=force)
     root = _release_root(Path(src))
     found = _find_clips(root)
     styles = [s for s in STYLES if any(f[0] == s for f in found)]
@@ -146,7 +150,8 @@ def import_d2m(src: str | Path, out: str | Path) -> Path:
     }
     with dataset_writer(out, name="d2m", styles=styles, feature_spec=asdict(features),
                         feature_dim=FEATURE_DIM, sample_rate=features.sample_rate, fps=features.fps,
-                        source="import-d2m", extra_meta=meta, extra_stats=_original_stats(root)) as writer:
+                        source="import-d2m", extra_meta=meta, extra_stats=_original_stats(root),
+                        force=force, inputs=[src]) as writer:
         for style, video, clip_dir in found:
             poses, feats = _read_clip(clip_dir)
             first = int(beat_frames_in_unit()[0])

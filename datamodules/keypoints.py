@@ -46,14 +46,20 @@ def read_openpose_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
         except (OSError, ValueError) as err:
             raise D2MError(f"cannot parse OpenPose JSON {path}: {err}") from None
         people = data.get("people", []) if isinstance(data, dict) else None
-        if people is None:
-            raise D2MError(f"OpenPose JSON {path} has no 'people' list")
+        if not isinstance(people, list):
+            got = "none" if people is None else f"a {type(people).__name__}"
+            raise D2MError(f"OpenPose JSON {path}: 'people' must be a list of persons, got {got}")
         best = None
         for person in people:
-            flat = person.get("pose_keypoints_2d", [])
+            flat = person.get("pose_keypoints_2d", []) if isinstance(person, dict) else None
+            if not isinstance(flat, list):
+                raise D2MError(f"OpenPose JSON {path}: each person must hold a 'pose_keypoints_2d' list")
             if len(flat) % 3 or len(flat) // 3 not in (18, 25):
                 raise D2MError(f"wrong keypoint shape in {path}: pose_keypoints_2d has {len(flat)} numbers, "
                                "expected 54 (COCO-18) or 75 (BODY_25)")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
+                bad = next(v for v in flat if not isinstance(v, (int, float)) or isinstance(v, bool))
+                raise D2MError(f"non-numeric keypoints in {path}: pose_keypoints_2d holds {bad!r}")
             arr = np.asarray(flat, dtype=np.float64).reshape(-1, 3)
             if not np.all(np.isfinite(arr)):
                 raise D2MError(f"NaN or infinite keypoints in {path}")

@@ -5,14 +5,18 @@ frame) or one .npy file (T, J, 2|3); its clip id is the folder name or file stem
 clip is the file under `audio_dir` (searched recursively) whose stem is the clip id, in any format
 soundfile or audioread reads (wav, flac, ogg, mp3, ...).
 
-Style labels come from a CSV (`clip_id` or `clip`, `style`, and optionally `split`) or, without
+Style labels come from a CSV (`clip_id`, `clip` or `name`, `style`, and optionally `split`) or, without
 one, from the name of the folder holding the clip (`<keypoints_dir>/<style>/<clip>...`). Styles
 must be among `styles` (default: zumba, ballet, hiphop); an unknown one is an error naming the clip
 rather than a silently new class.
 
-Timing. Keypoints are resampled to the feature frame rate (15 fps). The source rate is `fps_in`, or
-when not given, the number of keypoint frames divided by the music's duration (keypoints that
-cover the music). The clip is cut to the shorter of poses and features.
+Timing. Keypoints are resampled to the feature frame rate (15 fps). Neither OpenPose JSON nor .npy
+records a frame rate, so the source rate is `fps_in` (`--fps`) or, when not given, inferred: the
+usual camera rate (24, 25, 30, 60 ... fps) nearest to keypoint frames / music seconds, printed
+with the mismatch it implies. Either way the keypoints' and the music's durations must agree within
+`PrepareConfig.duration_tolerance` seconds, else the clip is refused by name: a 3 s song beside a
+30 s dance (or a truncated audio file) would otherwise play the dance at 10x speed. Within the
+tolerance the longer side is cut to the shorter, and a cut of more than one frame is reported.
 
 Every clip is checked before it is written, and everything is written into a temporary folder
 that replaces `out` only at the end, so a bad file anywhere leaves no partial dataset.
@@ -20,16 +24,18 @@ that replaces `out` only at the end, so a bad file anywhere leaves no partial da
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from datamodules.audio import compute_features, feature_dim, feature_spec, load_audio, music_beats, write_wav
+from datamodules.audio import compute_features, feature_dim, feature_spec, load_audio, music_beats
 from datamodules.config import FeatureConfig
-from datamodules.dataset import SPLITS, Clip, dataset_writer
+from datamodules.dataset import SPLITS, Clip, check_out, dataset_writer
 from datamodules.errors import D2MError
 from datamodules.keypoints import read_npy, read_openpose_folder, resample_time, to_skeleton
 from datamodules.splits import assign_splits
@@ -38,6 +44,19 @@ from datamodules.units import UNIT_FRAMES
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".aiff", ".aif", ".au")
 CONFIDENCE_THRESHOLD = 0.1
+USUAL_RATES = (15.0, 23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.94, 60.0, 120.0)
+ID_COLUMNS = ("clip_id", "clip", "name")
+
+
+@dataclass
+class PrepareConfig:
+    """How strictly keypoints and music must line up."""
+
+    duration_tolerance: float = 1.0  # seconds by which keypoints and music may differ; more is refused
+
+
+def _stderr(line: str) -> None:
+    print(f"d2m: {line}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -80,9 +99,10 @@ def _labels(labels_csv: Path | None) -> dict[str, tuple[str, str | None]]:
         table = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
     except Exception as err:  # pandas raises several parser errors
         raise D2MError(f"cannot read labels file {labels_csv}: {err}") from None
-    id_col = "clip_id" if "clip_id" in table.columns else "clip" if "clip" in table.columns else None
+    table.columns = [str(c).strip() for c in table.columns]
+    id_col = next((c for c in ID_COLUMNS if c in table.columns), None)
     if id_col is None or "style" not in table.columns:
-        raise D2MError(f"labels file {labels_csv} needs columns clip_id (or clip) and style; "
+        raise D2MError(f"labels file {labels_csv} needs columns clip_id (or clip, or name) and style; "
                        f"it has {', '.join(table.columns)}")
     out = {}
     for _, row in table.iterrows():
@@ -114,11 +134,21 @@ def _audio_index(audio_dir: Path) -> dict[str, Path]:
 def prepare_dataset(keypoints_dir: str | Path, audio_dir: str | Path, out: str | Path,
                     labels_csv: str | Path | None = None, fps_in: float | None = None,
                     styles: Sequence[str] | None = None, features: FeatureConfig | None = None,
-                    seed: int = 0) -> Path:
-    """Build a canonical dataset at `out` from keypoints and music; returns `out`."""
+                    seed: int = 0, config: PrepareConfig | None = None, force: bool = False,
+                    say: Callable[[str], None] = _stderr) -> Path:
+    """Build a canonical dataset at `out` from keypoints and music; returns `out`.
+
+    `out` must be new or empty, or (with `force`) a prepared dataset; never an input or inside one.
+    Notes and warnings (inferred frame rates, cut clips) go to `say`.
+    """
     features = features or FeatureConfig()
+    config = config or PrepareConfig()
     allowed = list(styles or KNOWN_STYLES)
     keypoints_dir, audio_dir = Path(keypoints_dir), Path(audio_dir)
+    inputs = [keypoints_dir, audio_dir] + ([Path(labels_csv)] if labels_csv is not None else [])
+    check_out(out, "prepare", inputs=inputs, force=force)
+    if config.duration_tolerance < 0:
+        raise D2MError(f"duration tolerance must be >= 0 seconds, got {config.duration_tolerance}")
     sources = _discover(keypoints_dir)
     labels = _labels(Path(labels_csv) if labels_csv is not None else None)
     audio = _audio_index(audio_dir)
@@ -150,15 +180,23 @@ def prepare_dataset(keypoints_dir: str | Path, audio_dir: str | Path, out: str |
     sr, fps = features.sample_rate, features.fps
     with dataset_writer(out, name="prepared", styles=present, feature_spec=feature_spec(features),
                         feature_dim=feature_dim(features), sample_rate=sr, fps=fps,
-                        source="prepare") as writer:
+                        source="prepare", force=force, inputs=inputs) as writer:
+        inferred: dict[float, list[tuple[str, float]]] = {}
+        cut: list[tuple[str, float]] = []
         for src, style, split, audio_file in plan:
             wave = load_audio(audio_file, sr)
-            stored = writer.audio_path(src.clip_id)
-            write_wav(stored, wave, sr)
+            stored = writer.write_audio(src.clip_id, wave, sr)
             wave = load_audio(stored, sr)  # features from the stored file, as re-extraction would see it
             feats = compute_features(wave, sr, features)
-            poses, conf = _clip_poses(src, wave.size / sr, fps_in, fps)
+            pos, conf = _read_keypoints(src)
+            rate, mismatch = _keypoint_rate(src, pos.shape[0], wave.size / sr, audio_file, fps_in,
+                                            config.duration_tolerance)
+            if fps_in is None:
+                inferred.setdefault(rate, []).append((src.clip_id, mismatch))
+            poses, conf = resample_time(pos, rate, fps), resample_time(conf, rate, fps)
             n = min(poses.shape[0], feats.shape[0])
+            if max(poses.shape[0], feats.shape[0]) - n > 1:
+                cut.append((src.clip_id, (max(poses.shape[0], feats.shape[0]) - n) / fps))
             if n < UNIT_FRAMES:
                 raise D2MError(f"clip '{src.clip_id}' ({src.path}): only {n} frames at {fps} fps once "
                                f"keypoints and music are aligned; at least {UNIT_FRAMES} (one dance unit) "
@@ -168,15 +206,44 @@ def prepare_dataset(keypoints_dir: str | Path, audio_dir: str | Path, out: str |
                         poses=poses[:n].astype(np.float32), features=feats[:n], beats=beats[beats < n],
                         confidence=conf[:n].astype(np.float32))
             writer.add_clip(clip, source=str(src.path.relative_to(keypoints_dir)),
-                            columns={"audio_source": str(audio_file)})
+                            columns={"audio_source": str(audio_file), "keypoint_fps": rate})
+        for rate, clips in sorted(inferred.items()):
+            worst = max(clips, key=lambda c: abs(c[1]))
+            say(f"note: no --fps given: keypoints read at {rate:g} fps for {len(clips)} clip(s), inferred from "
+                f"the music's length; largest keypoints-music mismatch at that rate {worst[1]:+.2f} s "
+                f"(clip '{worst[0]}'); pass --fps if the keypoints were recorded at another rate")
+        if cut:
+            listed = ", ".join(f"'{c}' ({s:.2f} s)" for c, s in cut[:5]) + (" ..." if len(cut) > 5 else "")
+            say(f"warning: keypoints and music differ by more than one frame in {len(cut)} clip(s), the longer "
+                f"side cut to the shorter: {listed}")
     return Path(out)
 
 
-def _clip_poses(src: _Source, seconds: float, fps_in: float | None,
-                fps: int) -> tuple[np.ndarray, np.ndarray]:
+def _read_keypoints(src: _Source) -> tuple[np.ndarray, np.ndarray]:
     pos, conf = read_npy(src.path) if src.path.suffix == ".npy" else read_openpose_folder(src.path)
     if pos.shape[0] < 2:
         raise D2MError(f"keypoints {src.path}: {pos.shape[0]} frame(s); a dance needs many")
-    pos, conf = to_skeleton(pos, conf, str(src.path), CONFIDENCE_THRESHOLD)
-    rate = fps_in if fps_in is not None else pos.shape[0] / seconds
-    return resample_time(pos, rate, fps), resample_time(conf, rate, fps)
+    return to_skeleton(pos, conf, str(src.path), CONFIDENCE_THRESHOLD)
+
+
+def _keypoint_rate(src: _Source, frames: int, seconds: float, audio_file: Path, fps_in: float | None,
+                   tolerance: float) -> tuple[float, float]:
+    """The keypoints' frame rate and the keypoints-minus-music duration it implies; D2MError beyond tolerance."""
+    if fps_in is not None:
+        mismatch = frames / fps_in - seconds
+        if abs(mismatch) > tolerance:
+            raise D2MError(
+                f"clip '{src.clip_id}': keypoints {src.path} last {frames / fps_in:.2f} s ({frames} frames at "
+                f"--fps {fps_in:g}) but the music {audio_file} lasts {seconds:.2f} s; they differ by "
+                f"{abs(mismatch):.2f} s, more than the tolerance of {tolerance:g} s (check --fps and both files)")
+        return fps_in, mismatch
+    implied = frames / seconds
+    rate = min(USUAL_RATES, key=lambda r: abs(math.log(r / implied)))
+    mismatch = frames / rate - seconds
+    if abs(mismatch) > tolerance:
+        raise D2MError(
+            f"clip '{src.clip_id}': no --fps given, and {frames} keypoint frames ({src.path}) over the "
+            f"{seconds:.2f} s of the music {audio_file} would mean {implied:.2f} fps; at the nearest usual rate, "
+            f"{rate:g} fps, they differ by {abs(mismatch):.2f} s (tolerance {tolerance:g} s): pass --fps with "
+            "the keypoints' real frame rate, or check that the music is complete")
+    return rate, mismatch

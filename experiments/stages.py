@@ -184,8 +184,22 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
+def check_styles_before_training(cfg: DictConfig, records: dict[str, dict]) -> None:
+    """`data.styles` against the dataset, once it exists and before any stage trains (D2MError naming the key)."""
+    if "data" not in records or not list(cfg.data.styles or []):
+        return
+    from datamodules.dataset import CanonicalDataset
+    from datamodules.errors import D2MError
+
+    try:
+        CanonicalDataset(records["data"]["root"]).check_styles(list(cfg.data.styles))
+    except D2MError as err:
+        raise D2MError(f"data.styles: {err}") from None
+
+
 def run_stage(cfg: DictConfig, stage: str, records: dict[str, dict], on_event: Callable[[str, str], None]) -> dict:
     """Run one stage unless its folder is already done; return its record (also stored in done.json)."""
+    check_styles_before_training(cfg, records)
     folder = stage_dir(cfg, stage)
     with stage_lock(folder):
         if is_done(folder):

@@ -2,7 +2,8 @@
 
 Only the optimisation step is timed (batch start to batch end), so data loading and validation do
 not blur the number; CUDA work is synchronised before each clock read so GPU steps are not
-under-counted.
+under-counted. The batch size reported is the configured one: the first timed batch can be a
+partial one at the end of an epoch.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import torch
 
 
 class StepTimer(pl.Callback):
-    def __init__(self, warmup_steps: int = 2):
+    def __init__(self, warmup_steps: int = 2, batch_size: int = 0):
         self.warmup_steps = warmup_steps
         self.times: list[float] = []
-        self.batch_size = 0
+        self.batch_size = int(batch_size)  # 0: not configured, the largest batch seen is used
         self.fit_seconds = 0.0
+        self.configured = self.batch_size > 0
         self._t0 = 0.0
         self._fit_t0 = 0.0
 
@@ -38,9 +40,9 @@ class StepTimer(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._sync(pl_module)
         self._t0 = time.perf_counter()
-        if isinstance(batch, dict) and batch:
+        if not self.configured and isinstance(batch, dict) and batch:
             first = next(iter(batch.values()))
-            self.batch_size = int(first.shape[0])
+            self.batch_size = max(self.batch_size, int(first.shape[0]))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._sync(pl_module)

@@ -1,17 +1,152 @@
-"""Build the Lightning Trainer of a stage from the trainer block and the stage's optimiser block."""
+"""Build the Lightning Trainer of a stage from the trainer block and the stage's optimiser block.
+
+Faults leave a resumable state:
+- Checkpoints are written atomically (`AtomicCheckpointIO`: serialised in memory, written to a
+  temporary file, flushed, renamed), so a full disk or a kill mid-write keeps the previous
+  checkpoint; a failed write is one D2MError naming the file.
+- A resume that meets an unreadable checkpoint (truncated or damaged on disk) falls back to the
+  newest readable checkpoint of the same folder, or starts the stage afresh, and says so.
+- Ctrl-C and SIGTERM during `fit`/`test` reach the caller as KeyboardInterrupt / `Terminated`
+  (Lightning itself would turn Ctrl-C into `sys.exit(1)` and SIGTERM into a plain exit), so the
+  command line can print its one line and exit 130 / 143; the rerun resumes from the last checkpoint.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import signal
+import sys
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from datamodules.errors import D2MError
+from datamodules.atomic import WriteError, write_bytes
+from datamodules.errors import D2MError, Terminated
 from experiments.timing import StepTimer
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save into memory, then an atomic write: a checkpoint file is complete or absent."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        try:
+            write_bytes(path, buffer.getvalue())
+        except WriteError as err:
+            raise D2MError(f"cannot write checkpoint {path}: {err.reason}; the previous checkpoint is kept, "
+                           "rerun the same command to resume from it") from None
+
+
+def checkpoint_problem(path: str | Path) -> str | None:
+    """Why a checkpoint file cannot be loaded (truncated, damaged), or None when it reads whole.
+
+    Reads the zip container torch.save writes and checks every member's CRC; nothing is unpickled.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            if bad is not None:
+                return f"damaged member {bad}"
+            if not any(name.endswith("data.pkl") for name in archive.namelist()):
+                return "not a torch checkpoint (no data.pkl)"
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as err:
+        return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    return None
+
+
+def resumable_checkpoint(path: str | Path, say=None) -> str | None:
+    """`path` if it reads whole; else the newest readable .ckpt beside it, or None (start afresh).
+
+    Nothing is deleted: the unreadable file stays until training overwrites it with a good one.
+    """
+    say = say or _say
+    path = Path(path)
+    problem = checkpoint_problem(path)
+    if problem is None:
+        return str(path)
+    others = sorted((p for p in path.parent.glob("*.ckpt") if p != path), key=lambda p: p.stat().st_mtime,
+                    reverse=True)
+    good = next((p for p in others if checkpoint_problem(p) is None), None)
+    then = f"resuming from {good.name} instead" if good else "no readable checkpoint left: this stage starts afresh"
+    say(f"warning: checkpoint {path} is unreadable ({problem}); {then}")
+    return str(good) if good else None
+
+
+def _say(line: str) -> None:
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        print(f"d2m: {line}", file=sys.stderr, flush=True)
+
+
+class _RememberException(pl.Callback):
+    """Keeps the exception Lightning saw, since Lightning replaces a KeyboardInterrupt by sys.exit(1)."""
+
+    def __init__(self) -> None:
+        self.exception: BaseException | None = None
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self.exception = exception
+
+
+class _DropInterruptNotice(logging.Filter):
+    """Lightning's own Ctrl-C notice; the command line prints d2m's one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Detected KeyboardInterrupt" not in record.getMessage()
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropInterruptNotice())
+
+
+class D2MTrainer(pl.Trainer):
+    """A Trainer whose fit/test resume safely and let interrupts reach the caller (module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._seen = _RememberException()
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), self._seen]
+        kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        super().__init__(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def _interrupts_pass_through(self) -> Iterator[None]:
+        self._seen.exception = None
+        sigint = signal.getsignal(signal.SIGINT)
+        try:
+            yield
+        except SIGTERMException:
+            raise Terminated() from None
+        except SystemExit:
+            if isinstance(self._seen.exception, KeyboardInterrupt):
+                raise self._seen.exception from None
+            raise
+        finally:
+            if sigint is not None:  # Lightning ignores Ctrl-C after the first one
+                signal.signal(signal.SIGINT, sigint)
+
+    def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None,
+            weights_only=None) -> None:
+        if ckpt_path is not None and Path(str(ckpt_path)).is_file():
+            ckpt_path = resumable_checkpoint(ckpt_path)
+        with self._interrupts_pass_through():
+            return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
+
+    def test(self, *args: Any, **kwargs: Any):
+        with self._interrupts_pass_through():
+            return super().test(*args, **kwargs)
 
 
 def accelerator_of(cfg: DictConfig) -> str:
@@ -57,11 +192,11 @@ def build_trainer(
         save_last=True,
         save_top_k=1,
     )
-    timer = StepTimer()
+    timer = StepTimer(batch_size=optim.batch_size)
     callbacks: list[pl.Callback] = [checkpoint, timer]
     if optim.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode=monitor_mode, patience=optim.early_stopping_patience))
-    trainer = pl.Trainer(
+    trainer = D2MTrainer(
         accelerator=accelerator_of(cfg),
         devices=cfg.trainer.devices,
         num_nodes=cfg.trainer.num_nodes,

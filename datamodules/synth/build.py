@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.audio import compute_features, feature_dim, feature_spec, load_audio, music_beats, write_wav
+from datamodules.audio import compute_features, feature_dim, feature_spec, load_audio, music_beats
 from datamodules.config import FeatureConfig, SynthConfig
-from datamodules.dataset import Clip, dataset_writer
+from datamodules.dataset import Clip, check_out, dataset_writer
 from datamodules.errors import D2MError
 from datamodules.splits import assign_splits
 from datamodules.synth.body import FRAME_SIZE
@@ -26,8 +26,12 @@ MIN_CLIPS = 3  # one clip each for train, val and test
 
 
 def build_synthetic(root: str | Path, synth: SynthConfig | None = None, features: FeatureConfig | None = None,
-                    progress: Callable[[str], None] | None = None) -> Path:
-    """Generate `synth.clips_per_style` clips per style at `root`; returns the root."""
+                    progress: Callable[[str], None] | None = None, force: bool = False) -> Path:
+    """Generate `synth.clips_per_style` clips per style at `root`; returns the root.
+
+    `root` must be new or empty, or (with `force`) hold a synthetic dataset, which is then replaced
+    whole; any other content is refused before anything is generated (see `dataset.check_out`).
+    """
     synth = synth or SynthConfig()
     features = features or FeatureConfig()
     if synth.clips_per_style < MIN_CLIPS:
@@ -41,17 +45,17 @@ def build_synthetic(root: str | Path, synth: SynthConfig | None = None, features
                        f"got {synth.seconds}")
     sr, fps = features.sample_rate, features.fps
     root = Path(root)
+    check_out(root, "synth", force=force)
     meta = {"synth": asdict(synth), "frame_size": list(FRAME_SIZE)}
     with dataset_writer(root, name="synth", styles=STYLES, feature_spec=feature_spec(features),
                         feature_dim=feature_dim(features), sample_rate=sr, fps=fps, source="synth",
-                        extra_meta=meta) as writer:
+                        extra_meta=meta, force=force) as writer:
         for s, style in enumerate(STYLES):
             splits = assign_splits(synth.clips_per_style, np.random.default_rng([synth.seed, s, 10**6]))
             for index in range(synth.clips_per_style):
                 clip_id = f"{style}_{index:03d}"
                 made = generate_clip(style, index, synth.seconds, synth.difficulty, synth.seed, sr, fps)
-                audio = writer.audio_path(clip_id)
-                write_wav(audio, made.wave, sr)
+                audio = writer.write_audio(clip_id, made.wave, sr)
                 wave = load_audio(audio, sr)
                 feats = compute_features(wave, sr, features)
                 n = min(feats.shape[0], made.poses.shape[0])
