@@ -11,9 +11,10 @@ must be among `styles` (default: zumba, ballet, hiphop); an unknown one is an er
 rather than a silently new class.
 
 Timing. Keypoints are resampled to the feature frame rate (15 fps). Neither OpenPose JSON nor .npy
-records a frame rate, so the source rate is `fps_in` (`--fps`) or, when not given, inferred: the
-usual camera rate (24, 25, 30, 60 ... fps) nearest to keypoint frames / music seconds, printed
-with the mismatch it implies. Either way the keypoints' and the music's durations must agree within
+records a frame rate, so the source rate is `fps_in` (`--fps`) or, when not given, inferred once
+for the whole folder (one camera, one rate): the usual rate (24, 25, 30, 60 ... fps) nearest to the
+median of keypoint frames / music seconds over the clips, printed with the mismatch it implies.
+Either way every clip's keypoints and music must agree in duration within
 `PrepareConfig.duration_tolerance` seconds, else the clip is refused by name: a 3 s song beside a
 30 s dance (or a truncated audio file) would otherwise play the dance at 10x speed. Within the
 tolerance the longer side is cut to the shorter, and a cut of more than one frame is reported.
@@ -44,7 +45,7 @@ from datamodules.units import UNIT_FRAMES
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".aiff", ".aif", ".au")
 CONFIDENCE_THRESHOLD = 0.1
-USUAL_RATES = (15.0, 23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.94, 60.0, 120.0)
+USUAL_RATES = (15.0, 24.0, 25.0, 29.97, 30.0, 50.0, 59.94, 60.0)  # camera and pose-tool frame rates
 ID_COLUMNS = ("clip_id", "clip", "name")
 
 
@@ -181,7 +182,7 @@ def prepare_dataset(keypoints_dir: str | Path, audio_dir: str | Path, out: str |
     with dataset_writer(out, name="prepared", styles=present, feature_spec=feature_spec(features),
                         feature_dim=feature_dim(features), sample_rate=sr, fps=fps,
                         source="prepare", force=force, inputs=inputs) as writer:
-        inferred: dict[float, list[tuple[str, float]]] = {}
+        rate = fps_in if fps_in is not None else _inferred_rate([(p[0], p[3]) for p in plan], say)
         cut: list[tuple[str, float]] = []
         for src, style, split, audio_file in plan:
             wave = load_audio(audio_file, sr)
@@ -189,10 +190,8 @@ def prepare_dataset(keypoints_dir: str | Path, audio_dir: str | Path, out: str |
             wave = load_audio(stored, sr)  # features from the stored file, as re-extraction would see it
             feats = compute_features(wave, sr, features)
             pos, conf = _read_keypoints(src)
-            rate, mismatch = _keypoint_rate(src, pos.shape[0], wave.size / sr, audio_file, fps_in,
-                                            config.duration_tolerance)
-            if fps_in is None:
-                inferred.setdefault(rate, []).append((src.clip_id, mismatch))
+            _check_durations(src, pos.shape[0], wave.size / sr, audio_file, rate, fps_in is not None,
+                             config.duration_tolerance)
             poses, conf = resample_time(pos, rate, fps), resample_time(conf, rate, fps)
             n = min(poses.shape[0], feats.shape[0])
             if max(poses.shape[0], feats.shape[0]) - n > 1:
@@ -207,11 +206,6 @@ def prepare_dataset(keypoints_dir: str | Path, audio_dir: str | Path, out: str |
                         confidence=conf[:n].astype(np.float32))
             writer.add_clip(clip, source=str(src.path.relative_to(keypoints_dir)),
                             columns={"audio_source": str(audio_file), "keypoint_fps": rate})
-        for rate, clips in sorted(inferred.items()):
-            worst = max(clips, key=lambda c: abs(c[1]))
-            say(f"note: no --fps given: keypoints read at {rate:g} fps for {len(clips)} clip(s), inferred from "
-                f"the music's length; largest keypoints-music mismatch at that rate {worst[1]:+.2f} s "
-                f"(clip '{worst[0]}'); pass --fps if the keypoints were recorded at another rate")
         if cut:
             listed = ", ".join(f"'{c}' ({s:.2f} s)" for c, s in cut[:5]) + (" ..." if len(cut) > 5 else "")
             say(f"warning: keypoints and music differ by more than one frame in {len(cut)} clip(s), the longer "
@@ -226,24 +220,57 @@ def _read_keypoints(src: _Source) -> tuple[np.ndarray, np.ndarray]:
     return to_skeleton(pos, conf, str(src.path), CONFIDENCE_THRESHOLD)
 
 
-def _keypoint_rate(src: _Source, frames: int, seconds: float, audio_file: Path, fps_in: float | None,
-                   tolerance: float) -> tuple[float, float]:
-    """The keypoints' frame rate and the keypoints-minus-music duration it implies; D2MError beyond tolerance."""
-    if fps_in is not None:
-        mismatch = frames / fps_in - seconds
-        if abs(mismatch) > tolerance:
-            raise D2MError(
-                f"clip '{src.clip_id}': keypoints {src.path} last {frames / fps_in:.2f} s ({frames} frames at "
-                f"--fps {fps_in:g}) but the music {audio_file} lasts {seconds:.2f} s; they differ by "
-                f"{abs(mismatch):.2f} s, more than the tolerance of {tolerance:g} s (check --fps and both files)")
-        return fps_in, mismatch
-    implied = frames / seconds
-    rate = min(USUAL_RATES, key=lambda r: abs(math.log(r / implied)))
+def _keypoint_frames(src: _Source) -> int | None:
+    """Frames in a clip's keypoints without parsing them (None when unreadable: the full read says why)."""
+    if src.path.suffix != ".npy":
+        return len(list(src.path.glob("*.json")))
+    try:
+        return int(np.load(src.path, mmap_mode="r", allow_pickle=False).shape[0])
+    except Exception:  # reported with its reason when the clip is read
+        return None
+
+
+def _music_seconds(path: Path) -> float | None:
+    import warnings
+
+    import librosa
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # librosa warns before falling back to audioread
+            return float(librosa.get_duration(path=str(path)))
+    except Exception:  # reported with its reason when the music is loaded
+        return None
+
+
+def _inferred_rate(clips: list[tuple[_Source, Path]], say: Callable[[str], None]) -> float:
+    """One frame rate for every clip: the usual rate nearest the median of frames / music seconds; printed."""
+    found = []
+    for src, audio_file in clips:
+        frames, seconds = _keypoint_frames(src), _music_seconds(audio_file)
+        if frames and seconds:
+            found.append((src.clip_id, frames, seconds))
+    if not found:
+        return 30.0  # every clip is unreadable; the first one read reports why
+    middle = float(np.median([f / s for _, f, s in found]))
+    rate = min(USUAL_RATES, key=lambda r: abs(math.log(r / middle)))
+    worst = max(found, key=lambda c: abs(c[1] / rate - c[2]))
+    say(f"note: no --fps given: keypoints read at {rate:g} fps, the usual rate nearest the clips' median keypoint "
+        f"frames / music seconds ({middle:.2f}); largest keypoints-music mismatch at that rate "
+        f"{worst[1] / rate - worst[2]:+.2f} s (clip '{worst[0]}'); pass --fps if the keypoints were recorded at "
+        "another rate")
+    return rate
+
+
+def _check_durations(src: _Source, frames: int, seconds: float, audio_file: Path, rate: float, given: bool,
+                     tolerance: float) -> None:
+    """A D2MError naming the clip when keypoints and music differ by more than the tolerance at `rate`."""
     mismatch = frames / rate - seconds
     if abs(mismatch) > tolerance:
+        how = f"--fps {rate:g}" if given else f"{rate:g} fps (inferred from all clips, no --fps given)"
+        hint = "check --fps and both files" if given else "pass --fps with the keypoints' real frame rate, or " \
+            "check that the music file is complete"
         raise D2MError(
-            f"clip '{src.clip_id}': no --fps given, and {frames} keypoint frames ({src.path}) over the "
-            f"{seconds:.2f} s of the music {audio_file} would mean {implied:.2f} fps; at the nearest usual rate, "
-            f"{rate:g} fps, they differ by {abs(mismatch):.2f} s (tolerance {tolerance:g} s): pass --fps with "
-            "the keypoints' real frame rate, or check that the music is complete")
-    return rate, mismatch
+            f"clip '{src.clip_id}': keypoints {src.path} last {frames / rate:.2f} s ({frames} frames at {how}) but "
+            f"the music {audio_file} lasts {seconds:.2f} s; they differ by {abs(mismatch):.2f} s, more than the "
+            f"tolerance of {tolerance:g} s ({hint})")

@@ -11,7 +11,7 @@ import soundfile as sf
 from datamodules.dataset import CanonicalDataset, Clip, dataset_writer
 from datamodules.errors import D2MError
 from datamodules.import_d2m import import_d2m
-from datamodules.prepare import prepare_dataset
+from datamodules.prepare import PrepareConfig, prepare_dataset
 from datamodules.skeleton import flatten
 
 SR = 22050
@@ -95,11 +95,12 @@ def test_a_bad_clip_leaves_no_partial_dataset(tmp_path):
     with pytest.raises(D2MError, match="unknown style 'salsa'"):
         write_small(out, [random_clip("s", "salsa", "train")])
     assert not out.exists()
-    # an existing dataset survives a failed rebuild
+    # an existing dataset survives a failed rebuild, even a forced one
     write_small(out, [random_clip("ok", "zumba", "train")])
-    with pytest.raises(D2MError):
-        write_small(out, [random_clip("x", "zumba", "train"), bad])
+    with pytest.raises(D2MError, match="'bad'.*NaN"):
+        write_small(out, [random_clip("x", "zumba", "train"), bad], force=True)
     assert CanonicalDataset(out).clip_ids() == ["ok"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
 
 
 # ---- the original release's layout -------------------------------------------------------------
@@ -291,3 +292,88 @@ def test_prepare_bad_audio(tmp_path):
     assert "clip2.wav" in _expect_failure(tmp_path, kp, audio, "silent")
     sf.write(audio / "clip2.wav", music(1.5), SR)
     assert "clip2.wav" in _expect_failure(tmp_path, kp, audio, "too short")
+
+
+# ---- timing: keypoints and music must agree ---------------------------------------------------------
+
+def test_prepare_refuses_a_dance_much_longer_than_its_music(tmp_path):
+    kp, audio, _ = make_own_data(tmp_path, "npy")
+    np.save(kp / "zumba" / "clip3.npy", dance(900, 3))  # 30 s at 30 fps beside 6 s of music
+    message = _expect_failure(tmp_path, kp, audio, r"clip 'clip3'.*30 fps \(inferred from all clips")
+    assert "clip3.npy" in message and "clip3.wav" in message and "differ by 24.00 s" in message
+    out = tmp_path / "out"
+    with pytest.raises(D2MError, match=r"clip 'clip3'.*30\.00 s .*at --fps 30.*6\.00 s; they differ by 24\.00 s"):
+        prepare_dataset(kp, audio, out, fps_in=30)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("fps_in", [None, 30])
+def test_prepare_refuses_truncated_music(tmp_path, fps_in):
+    kp, audio, _ = make_own_data(tmp_path, "npy")
+    sf.write(audio / "clip2.wav", music(4.0, 2), SR)  # 6 s of dance, music cut at 4 s
+    with pytest.raises(D2MError, match=r"clip 'clip2'.*differ by 2\.00 s, more than the tolerance of 1 s"):
+        prepare_dataset(kp, audio, tmp_path / "out", fps_in=fps_in)
+    assert not (tmp_path / "out").exists()
+    # a looser tolerance accepts it, at the folder's rate: the dance keeps its speed
+    ds = CanonicalDataset(prepare_dataset(kp, audio, tmp_path / "ds", fps_in=fps_in,
+                                          config=PrepareConfig(duration_tolerance=2.5)))
+    assert set(ds.clips["keypoint_fps"]) == {30.0} and ds.load_clip("clip2").poses.shape[0] == 60
+
+
+def test_prepare_inferred_rate_is_printed_and_a_cut_is_reported(tmp_path, capsys):
+    kp, audio, truth = make_own_data(tmp_path, "npy")
+    sf.write(audio / "clip1.wav", music(6.6, 1), SR)  # 0.6 s more music than dance: within the tolerance
+    ds = CanonicalDataset(prepare_dataset(kp, audio, tmp_path / "ds", fps_in=30))
+    err = capsys.readouterr().err
+    assert "warning: keypoints and music differ by more than one frame in 1 clip(s)" in err and "'clip1'" in err
+    assert "no --fps" not in err
+    assert ds.load_clip("clip1").poses.shape[0] == 90  # cut to the dance, at its own speed
+    assert np.allclose(ds.load_clip("clip1").poses, truth["clip1"][::2], atol=1e-3)
+    prepare_dataset(kp, audio, tmp_path / "ds2")
+    err = capsys.readouterr().err
+    assert "no --fps given: keypoints read at 30 fps" in err and "-0.60 s (clip 'clip1')" in err
+
+
+def test_prepare_labels_csv_with_a_name_column(tmp_path):
+    kp, audio, _ = make_own_data(tmp_path, "npy")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for npy in kp.rglob("*.npy"):
+        shutil.copy(npy, flat / npy.name)
+    (tmp_path / "labels.csv").write_text("name,style\nclip0,hiphop\nclip1,zumba\nclip2,hiphop\nclip3,zumba\n")
+    ds = CanonicalDataset(prepare_dataset(flat, audio, tmp_path / "ds", labels_csv=tmp_path / "labels.csv"))
+    assert dict(zip(ds.clips["clip_id"], ds.clips["style"])) == {"clip0": "hiphop", "clip1": "zumba",
+                                                                  "clip2": "hiphop", "clip3": "zumba"}
+
+
+@pytest.mark.parametrize(("people", "needle"), [
+    ({"id": 1}, "'people' must be a list"),
+    ("nobody", "'people' must be a list"),
+    ([{"pose_keypoints_2d": ["a"] * 75}], "non-numeric keypoints"),
+    ([{"pose_keypoints_2d": [None] * 54}], "non-numeric keypoints"),
+    (["person"], "'pose_keypoints_2d' list"),
+])
+def test_prepare_malformed_openpose_json_is_one_line(tmp_path, capsys, people, needle):
+    from d2m.cli import main
+
+    kp, audio, _ = make_own_data(tmp_path, "json25")
+    frame = sorted((kp / "ballet" / "clip0").glob("*.json"))[7]
+    frame.write_text(json.dumps({"version": 1.3, "people": people}))
+    assert main(["data", "prepare", "--keypoints", str(kp), "--audio", str(audio), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("d2m: error:") and needle in err[-1] and frame.name in err[-1]
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_low_sample_rate_audio_is_warned_about(tmp_path, capsys):
+    from datamodules.audio import load_audio
+
+    low = tmp_path / "phone.wav"
+    t = np.arange(8000 * 4) / 8000
+    sf.write(low, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 8000)
+    load_audio(low, SR)
+    err = capsys.readouterr().err
+    assert "phone.wav" in err and "8000 Hz" in err and "4000-6855.5 Hz band is missing" in err
+    sf.write(tmp_path / "full.wav", music(4.0), SR)
+    load_audio(tmp_path / "full.wav", SR)
+    assert capsys.readouterr().err == ""
