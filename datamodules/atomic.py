@@ -59,7 +59,7 @@ def _usual_mode(path: Path, directory: bool) -> None:
 def _make_parent(target: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
+    except (FileExistsError, NotADirectoryError):
         raise WriteError(target, f"{_first_file_above(target)} is a file, not a folder") from None
     except OSError as err:
         raise WriteError(target, reason_of(err)) from None

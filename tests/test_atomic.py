@@ -50,3 +50,35 @@ def test_results_get_the_usual_permissions(tmp_path):
         os.umask(mask)
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_write_under_a_file_is_one_clear_error(tmp_path):
+    from datamodules.errors import D2MError
+
+    (tmp_path / "f").write_text("keep")
+    with pytest.raises(D2MError, match=r"cannot write .*m\.json: .*f is a file, not a folder"):
+        write_json(tmp_path / "f" / "sub" / "m.json", {})
+    assert (tmp_path / "f").read_text() == "keep"
+
+
+def test_atomic_dir_replaces_a_non_empty_folder_only_when_allowed(tmp_path):
+    from datamodules.atomic import WriteError
+
+    target = tmp_path / "ds"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(WriteError, match="not empty"):
+        with atomic_dir(target, replace=False) as tmp:
+            (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["old.txt"]
+    with atomic_dir(target, replace=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # the old folder, temp and lock are gone
+
+
+def test_probe_write_reports_nothing_where_writing_works(tmp_path):
+    from datamodules.atomic import probe_write
+
+    assert probe_write(tmp_path, 10_000) is None and list(tmp_path.iterdir()) == []
+    assert probe_write(tmp_path / "missing", 10) is not None

@@ -151,3 +151,29 @@ def test_sigterm_from_outside_during_training_then_resume(tiny_overrides):
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Restoring states from the checkpoint path at" in again.stdout + again.stderr
     assert json.loads((folder / "timings.json").read_text())["steps"] < 120
+
+
+def test_unknown_data_style_is_refused_before_any_stage_trains(tiny_overrides, capsys):
+    overrides = [*tiny_overrides, "data.styles=[salsa]"]
+    assert main(["run", "tiny", *overrides]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("d2m: error: data.styles: unknown style 'salsa'") and "zumba" in last
+    style = stage_dir(load_config("tiny", overrides), "style")
+    assert not style.exists()  # before: refused only once the style extractor had trained
+
+
+def test_timings_batch_size_is_the_configured_one():
+    timer = StepTimer(warmup_steps=0, batch_size=16)
+
+    class Module:
+        device = torch.device("cpu")
+
+    for size in (5, 16, 16):  # a partial batch first, as at the end of an epoch
+        batch = {"x": torch.zeros(size, 3)}
+        timer.on_train_batch_start(None, Module(), batch, 0)
+        timer.on_train_batch_end(None, Module(), None, batch, 0)
+    assert timer.summary("cpu")["batch_size"] == 16
+    unconfigured = StepTimer(warmup_steps=0)
+    for size in (5, 16):
+        unconfigured.on_train_batch_start(None, Module(), {"x": torch.zeros(size, 3)}, 0)
+    assert unconfigured.batch_size == 16  # without a configured size: the largest batch, never a partial one
