@@ -155,6 +155,9 @@ def sweep_stale(target: str | Path) -> list[Path]:
     pattern = _temp_dir_pattern(target.name)
     removed = []
     for entry in sorted(target.parent.iterdir()):
+        if entry.name.endswith(LOCK_SUFFIX) and pattern.fullmatch(entry.name[: -len(LOCK_SUFFIX)]):
+            _drop_orphan_lock(entry)
+            continue
         if not pattern.fullmatch(entry.name) or not entry.is_dir() or entry.is_symlink():
             continue
         lock = entry.with_name(entry.name + LOCK_SUFFIX)
@@ -175,6 +178,20 @@ def sweep_stale(target: str | Path) -> list[Path]:
             if handle is not None:
                 handle.close()
     return removed
+
+
+def _drop_orphan_lock(lock: Path) -> None:
+    """A build's lock file left without its folder (killed before or after it) and held by nobody."""
+    folder = lock.with_name(lock.name[: -len(LOCK_SUFFIX)])
+    if folder.exists() or not lock.is_file() or lock.stat().st_size:
+        return
+    try:
+        with open(lock, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not folder.exists():
+                lock.unlink(missing_ok=True)
+    except OSError:  # BlockingIOError included: a live build holds it
+        pass
 
 
 def is_empty_dir(path: Path) -> bool:

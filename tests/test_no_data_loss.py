@@ -253,6 +253,22 @@ def test_sigterm_during_synth_removes_its_temporary_folder(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_sigkilled_synth_leftovers_are_swept_by_the_next_build(tmp_path):
+    out = tmp_path / "synth"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "d2m", "data", "synth", "--out", str(out), "--clips-per-style",
+                             "12", "--seconds", "30"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".synth.*/audio/*.wav")):
+        time.sleep(0.2)
+    proc.kill()  # SIGKILL: no chance to clean up
+    proc.wait()
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert len(leftovers) == 2 and leftovers[1] == leftovers[0] + ".lock"  # the folder and its lock
+    build_synthetic(out, SynthConfig(clips_per_style=3, seconds=4.5))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synth"]
+
+
 def test_a_failed_replacement_keeps_the_old_dataset(tmp_path):
     out = fake_dataset(tmp_path / "synth", "synth")
     before = snapshot(out)
