@@ -28,7 +28,7 @@ class EvaluationConfig:
     samples_per_clip: int = 3  # generated dances per test clip (multimodality needs >= 2)
     max_clips: int = 0  # 0: every test clip
     fid_samples: int = 0  # windows per set in both FIDs; 0: the most the dataset gives (see evaluate.py)
-    fid_stride: int = 16  # frames between the classifier-length windows cut for the FIDs
+    fid_stride: int = 8  # frames between the classifier-length windows cut for the FIDs
     bootstrap: int = 200  # resamples for the FID intervals and the noise floors
     beat_tolerance: int = 1  # beat F-measure window, frames either side (1 frame = 67 ms at 15 fps)
     beat_align_sigma: float = 0.75  # frames (3 frames at 60 fps = 0.05 s, kept in seconds at 15 fps)

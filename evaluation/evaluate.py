@@ -111,6 +111,7 @@ class Instrument:
     ref_classifier: np.ndarray  # (N, D) classifier features of the training windows
     ref_kinetic: np.ndarray  # (N, 3J) raw kinetic features of the training windows
     ref_clip: np.ndarray  # (N,) which training clip each reference window comes from
+    ref_style: np.ndarray  # (N,) the style label of that clip
     real: list[Dance]  # the real test dances
     real_speed: float  # their mean joint speed, px/frame
     floors: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -200,16 +201,18 @@ def build_instrument(dataset_root: str | Path, eval_cfg: Any, cache_dir: str | P
         raise D2MError(f"evaluation.fid_samples={n_fid} is more than {dataset_root} can give: {n_train} training "
                        f"windows (the noise floor needs 2 x n) and {n_test} real test windows of {window} frames; "
                        f"use at most {most} (or 0 for that)")
-    train_norm, train_px, train_clip = [], [], []
+    train_norm, train_px, train_clip, train_style = [], [], [], []
     for k, c in enumerate(view.clips("train")):
         train_px += windows_of(c.poses, window, cfg.fid_stride)
         train_norm += windows_of(view.normalise(c.poses), window, cfg.fid_stride)
+        train_style += [c.label] * (len(train_px) - len(train_clip))
         train_clip += [k] * (len(train_px) - len(train_clip))
     fps = float(view.dataset.fps)
     real = [_real_dance(i, c, view) for i, c in enumerate(clips)]
     inst = Instrument(cfg=cfg, model=model, report=report, view=view, clips=clips, skipped=len(selected) - len(clips),
                       fps=fps, n_fid=int(n_fid), ref_classifier=model.embed(train_norm)[0],
-                      ref_kinetic=_kinetic(train_px, fps), ref_clip=np.asarray(train_clip), real=real,
+                      ref_kinetic=_kinetic(train_px, fps), ref_clip=np.asarray(train_clip),
+                      ref_style=np.asarray(train_style), real=real,
                       real_speed=float(np.mean(np.concatenate([M.motion_speed(d.pixels) for d in real]))))
     inst.floors = _floors(inst)
     return inst
@@ -229,20 +232,28 @@ def _fid_with_interval(gen: np.ndarray, ref: np.ndarray, n: int, rng: np.random.
     return value, float(lo), float(hi)
 
 
-def _fid_floor(ref: np.ndarray, clip: np.ndarray, n: int, rng: np.random.Generator,
+def _fid_floor(ref: np.ndarray, clip: np.ndarray, style: np.ndarray, n: int, rng: np.random.Generator,
                bootstrap: int) -> tuple[float, float, float]:
     """Median and 95% range of the FID between n windows of each of two random halves of the reference.
 
-    The halves split the training clips, not the windows: overlapping windows of one clip are near
-    copies, and a floor drawn from them would be lower than the distance between two sets of real
-    dances (which is what a real test set is to the training set). With fewer than two clips the
-    windows are split instead.
+    The halves split the training clips, not the windows, and each style's clips in half (as the
+    test split is drawn per style): overlapping windows of one clip are near copies, and a floor
+    drawn from them would be lower than the distance between two sets of real dances, which is what
+    a real test set is to the training set. With fewer than two clips the windows are split instead.
     """
     clips = np.unique(clip)
+    style_of = {int(c): int(style[np.flatnonzero(clip == c)[0]]) for c in clips}
     vals = []
     for _ in range(bootstrap):
         if clips.size >= 2:
-            first = np.isin(clip, rng.permutation(clips)[: clips.size // 2])
+            chosen = []
+            for s in sorted(set(style_of.values())):
+                mine = rng.permutation([c for c in clips if style_of[int(c)] == s])
+                odd = len(mine) % 2 and rng.random() < 0.5  # an odd clip out goes to either half
+                chosen += list(mine[: len(mine) // 2 + int(odd)])
+            first = np.isin(clip, chosen)
+            if first.all() or not first.any():
+                first = np.isin(clip, rng.permutation(clips)[: clips.size // 2])
             a, b = np.flatnonzero(first), np.flatnonzero(~first)
         else:
             idx = rng.permutation(len(ref))
@@ -328,7 +339,7 @@ def _floors(inst: Instrument) -> dict[str, float]:
     ref_kinetic = M.standardise(inst.ref_kinetic, inst.ref_kinetic)
     for name, ref in (("fid_kinetic", ref_kinetic), ("fid_classifier", inst.ref_classifier)):
         floors[f"{name}_floor"], floors[f"{name}_floor_low"], floors[f"{name}_floor_high"] = _fid_floor(
-            ref, inst.ref_clip, inst.n_fid, rng, inst.cfg.bootstrap)
+            ref, inst.ref_clip, inst.ref_style, inst.n_fid, rng, inst.cfg.bootstrap)
     norm, _, owner, _ = _windows(inst.real, inst)
     pred = inst.model.embed(norm)[1]
     per = _per_dance(inst.real, inst, [pred[owner == k] for k in range(len(inst.real))])
