@@ -98,7 +98,11 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def controls_markdown(rows: list[dict], inst: Instrument, columns: tuple[str, ...] = METRIC_NAMES) -> str:
+TRUE_BEAT_NAMES = ("beat_f1_true", "beat_align_true", "beat_align_motion_true")
+
+
+def controls_markdown(rows: list[dict], inst: Instrument, columns: tuple[str, ...] = (*METRIC_NAMES,
+                                                                                      *TRUE_BEAT_NAMES)) -> str:
     """The controls table in Markdown, a floor line under it, and what the numbers are measured on."""
     shown = [c for c in columns if any(c in r for r in rows)]
     lines = ["| control | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
@@ -109,8 +113,9 @@ def controls_markdown(rows: list[dict], inst: Instrument, columns: tuple[str, ..
     p = protocol(inst)
     lines += ["", f"{len(inst.real)} test clips at {p['protocol/fps']:g} fps; FIDs on n = {inst.n_fid} windows "
               f"of {inst.model.window} frames per set (reference: training dances); floors: median over "
-              f"{inst.cfg.bootstrap} real-vs-real splits; beats: tracked music beats, +-{inst.cfg.beat_tolerance} "
-              f"frame for the F-measure, sigma {inst.cfg.beat_align_sigma:g} frames for beat align."]
+              f"{inst.cfg.bootstrap} real-vs-real splits; beats: tracked music beats (`_true`: the "
+              f"true beats), +-{inst.cfg.beat_tolerance} frame for the F-measure, sigma "
+              f"{inst.cfg.beat_align_sigma:g} frames for beat align."]
     return "\n".join(lines) + "\n"
 
 

@@ -221,14 +221,12 @@ def build_instrument(dataset_root: str | Path, eval_cfg: Any, cache_dir: str | P
 # --- scoring ------------------------------------------------------------------------------------
 
 
-def _fid_with_interval(gen: np.ndarray, ref: np.ndarray, n: int, rng: np.random.Generator,
-                       bootstrap: int) -> tuple[float, float, float]:
-    """FID of n windows of each set (drawn without replacement) and its bootstrap 95% interval."""
-    g = gen[rng.choice(len(gen), n, replace=False)]
-    r = ref[rng.choice(len(ref), n, replace=False)]
+def _fid_with_interval(gen: np.ndarray, ref: np.ndarray, gen_idx: np.ndarray, ref_idx: np.ndarray,
+                       boots: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float, float]:
+    """FID of the chosen n windows of each set and its bootstrap 95% interval over the given resamples."""
+    g, r = gen[gen_idx], ref[ref_idx]
     value = M.frechet_distance(g, r)
-    boots = [M.frechet_distance(g[rng.integers(0, n, n)], r[rng.integers(0, n, n)]) for _ in range(bootstrap)]
-    lo, hi = np.percentile(boots, [2.5, 97.5])
+    lo, hi = np.percentile([M.frechet_distance(g[bg], r[br]) for bg, br in boots], [2.5, 97.5])
     return value, float(lo), float(hi)
 
 
@@ -314,10 +312,15 @@ def score_dances(dances: list[Dance], inst: Instrument) -> tuple[dict[str, float
     per = _per_dance(dances, inst, [pred[owner == k] for k in range(len(dances))])
     out: dict[str, float] = {}
     n = min(inst.n_fid, len(norm))
+    # the same n windows (and the same resamples) enter both FIDs; the draw does not depend on `bootstrap`
+    gen_idx = rng.choice(len(norm), n, replace=False) if n >= 2 else None
+    ref_idx = rng.choice(len(ref_kinetic), n, replace=False) if n >= 2 else None
+    boot_rng = np.random.default_rng(SUBSET_SEED + 2)
+    boots = [(boot_rng.integers(0, n, n), boot_rng.integers(0, n, n)) for _ in range(cfg.bootstrap)]
     for name, gen, ref in (("fid_kinetic", kinetic, ref_kinetic), ("fid_classifier", feats, inst.ref_classifier)):
         if n >= 2:
-            out[name], out[f"{name}_ci_low"], out[f"{name}_ci_high"] = _fid_with_interval(gen, ref, n, rng,
-                                                                                        cfg.bootstrap)
+            out[name], out[f"{name}_ci_low"], out[f"{name}_ci_high"] = _fid_with_interval(gen, ref, gen_idx, ref_idx,
+                                                                                        boots)
         else:
             out[name] = out[f"{name}_ci_low"] = out[f"{name}_ci_high"] = float("nan")
     out["style_consistency"] = float(np.mean(pred == np.array([dances[k].label for k in owner])))
@@ -472,9 +475,12 @@ def evaluate_composition(module: Any, dataset_root: str | Path, eval_cfg: Any, c
     was_training = bool(getattr(module, "training", False))
     if hasattr(module, "eval"):
         module.eval()
+    cfg = as_evaluation_config(eval_cfg)
+    if getattr(module, "unit_frames", None):  # the seams of this model's dances
+        cfg = dataclasses.replace(cfg, unit_frames=int(module.unit_frames))
     try:
         with torch.no_grad():
-            return _evaluate(generate, dataset_root, eval_cfg, cache_dir, seed)
+            return _evaluate(generate, dataset_root, cfg, cache_dir, seed)
     finally:
         if was_training:
             module.train()

@@ -15,12 +15,12 @@ CFG = EvaluationConfig(bootstrap=100)
 
 @pytest.fixture(scope="module")
 def builtin(tmp_path_factory):
-    """A small built-in dataset (9 clips per style, 16 s: 2 test clips per style), and a classifier cache."""
+    """A small built-in dataset (12 clips per style as by default, 16 s: 2 test clips per style), and a cache."""
     from datamodules.config import FeatureConfig, SynthConfig
     from datamodules.synth import build_synthetic
 
     base = tmp_path_factory.mktemp("controls")
-    root = build_synthetic(base / "synth", SynthConfig(clips_per_style=9, seconds=16.0, seed=1), FeatureConfig())
+    root = build_synthetic(base / "synth", SynthConfig(clips_per_style=12, seconds=16.0, seed=1), FeatureConfig())
     return root, base / "cache"
 
 
