@@ -220,6 +220,9 @@ def build_tables(out: Path, entries: list[dict[str, Any]], baseline: str, title:
         caption = f"{title}: mean ± std over seeds; Δ = difference to '{baseline}' with 95% Welch interval and p-value."
         if "evaluation/beat_align" in metrics:
             caption += " Beat align uses sigma = 0.75 frames at 15 fps (3 frames at 60 fps)."
+        if "evaluation/fid_kinetic" in metrics:
+            caption += (" Floors: real-vs-real noise floors (a difference under about twice the floor is noise);"
+                        " control rows: the same metrics on a held pose and a random walk.")
         written["csv"] = write_text(out / f"{table_name}.csv", table.to_csv(index=False))
         written["md"] = write_text(out / f"{table_name}.md", to_markdown(table, metrics, caption))
         written["tex"] = write_text(out / f"{table_name}.tex", to_latex(table, metrics, caption))
