@@ -277,3 +277,14 @@ def test_metrics_do_not_depend_on_batch_order():
     base = all_metrics(np.arange(24), list(range(5)))
     perm = all_metrics(rng.permutation(24), list(rng.permutation(5)))
     assert perm == pytest.approx(base, rel=1e-9, abs=1e-9)
+
+
+def test_one_kinematic_beat_detector_for_units_warping_and_metrics():
+    import datamodules.lightning_data as lightning_data
+    import datamodules.motion as motion
+    import datamodules.units as units
+    import lightning_modules.generation as generation
+    from evaluation import metrics
+
+    for user in (units, lightning_data, generation, metrics):
+        assert user.kinematic_beats is motion.kinematic_beats, user.__name__
