@@ -19,13 +19,19 @@ from datamodules.atomic import read_json, write_text
 
 # The columns shown in Markdown and LaTeX, in order; the CSV keeps every metric a run recorded.
 MAIN_METRICS = {
+    "evaluation/fid_kinetic": "FID kinetic",
+    "evaluation/fid_kinetic_floor": "FID kinetic floor",
+    "evaluation/fid_classifier": "FID classifier",
+    "evaluation/fid_classifier_floor": "FID classifier floor",
     "evaluation/style_consistency": "style consistency",
-    "evaluation/fid": "FID",
-    "evaluation/diversity": "diversity",
+    "evaluation/style_consistency_floor": "style consistency floor",
+    "evaluation/diversity_kinetic": "diversity",
     "evaluation/multimodality": "multimodality",
-    "evaluation/beat_coverage": "beat coverage",
-    "evaluation/beat_hit_rate": "beat hit rate",
+    "evaluation/beat_f1": "beat F1",
+    "evaluation/beat_f1_floor": "beat F1 floor",
     "evaluation/beat_align": "beat align",
+    "evaluation/beat_align_motion": "beat align (motion)",
+    "evaluation/speed_ratio": "speed ratio",
     "decomposition/test/recon_px": "VAE recon (px)",
     "style/test/acc": "style acc",
 }
@@ -79,13 +85,38 @@ def ablation_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
                 w = welch(vals, base[m].astype(float).tolist())
                 row.update({f"{m}_{k}": v for k, v in w.items()})
         rows.append(row)
-    ref_cols = [c for c in runs.columns if c.startswith("reference/")]
+    ref_cols = [c for c in runs.columns if c.startswith("reference/") and not c.startswith(CONTROLS_PREFIX)]
     if ref_cols:
         ref = {"cell": REFERENCE_ROW, "n_seeds": 0}
         for c in ref_cols:
             ref[f"evaluation/{c.split('/', 1)[1]}_mean"] = float(runs[c].astype(float).mean())
         rows.append(ref)
+    rows += control_rows(runs, with_real=not ref_cols)
     return pd.DataFrame(rows)
+
+
+CONTROLS_PREFIX = "reference/controls/"
+TABLE_CONTROLS = ("real", "static", "random_walk")
+
+
+def control_rows(runs: pd.DataFrame, with_real: bool = True) -> list[dict[str, Any]]:
+    """Rows for the control dances under the cells: the ceiling (real), a statue and chance.
+
+    A run's metrics.json carries them as `reference/controls/<control>/<metric>` (the real dances
+    as `reference/<metric>`, shown as the reference row already unless `with_real`); they depend on
+    the dataset only, so the mean over runs is the value.
+    """
+    rows = []
+    for control in TABLE_CONTROLS:
+        prefix = "reference/" if control == "real" else f"{CONTROLS_PREFIX}{control}/"
+        if control == "real" and not with_real:
+            continue
+        cols = [c for c in runs.columns if c.startswith(prefix) and (control != "real" or
+                                                                     not c.startswith(CONTROLS_PREFIX))]
+        if cols:
+            rows.append({"cell": f"control: {control.replace('_', ' ')}", "n_seeds": 0,
+                         **{f"evaluation/{c[len(prefix):]}_mean": float(runs[c].astype(float).mean()) for c in cols}})
+    return rows
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -189,6 +220,9 @@ def build_tables(out: Path, entries: list[dict[str, Any]], baseline: str, title:
         caption = f"{title}: mean ± std over seeds; Δ = difference to '{baseline}' with 95% Welch interval and p-value."
         if "evaluation/beat_align" in metrics:
             caption += " Beat align uses sigma = 0.75 frames at 15 fps (3 frames at 60 fps)."
+        if "evaluation/fid_kinetic" in metrics:
+            caption += (" Floors: real-vs-real noise floors (a difference under about twice the floor is noise);"
+                        " control rows: the same metrics on a held pose and a random walk.")
         written["csv"] = write_text(out / f"{table_name}.csv", table.to_csv(index=False))
         written["md"] = write_text(out / f"{table_name}.md", to_markdown(table, metrics, caption))
         written["tex"] = write_text(out / f"{table_name}.tex", to_latex(table, metrics, caption))

@@ -52,9 +52,25 @@ def _train(a: argparse.Namespace) -> None:
 
 
 def _evaluate(a: argparse.Namespace) -> None:
+    if a.controls:
+        _evaluate_controls(a)
+        return
+    if not a.run_dir:
+        raise D2MError("evaluate needs a RUN_DIR (or --controls --out DIR)")
     from experiments.evaluate_run import evaluate_run_dir
 
     print(evaluate_run_dir(Path(a.run_dir)))
+
+
+def _evaluate_controls(a: argparse.Namespace) -> None:
+    from datamodules import ensure_dataset
+    from evaluation.controls import write_controls
+
+    if not a.out:
+        raise D2MError("evaluate --controls needs --out DIR")
+    data = {"root": a.data, "source": "canonical"} if a.data else {}
+    root = ensure_dataset(data)  # the default built-in dataset is built when absent
+    print(write_controls(Path(a.out), root, {}, Path(a.cache)))
 
 
 def _generate(a: argparse.Namespace) -> None:
@@ -136,8 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*")
     s.set_defaults(func=_train)
 
-    s = sub.add_parser("evaluate", help="score a run directory; writes RUN_DIR/metrics.json")
-    s.add_argument("run_dir")
+    s = sub.add_parser("evaluate", help="score a run directory (writes RUN_DIR/metrics.json), or the controls")
+    s.add_argument("run_dir", nargs="?", default=None)
+    s.add_argument("--controls", action="store_true", help="score the control dances; writes DIR/controls.csv/.md")
+    s.add_argument("--data", default=None, help="dataset root for --controls (default: the built-in dataset)")
+    s.add_argument("--out", default=None, metavar="DIR", help="output folder for --controls")
+    s.add_argument("--cache", default="runs/cache", help="dance-classifier cache folder")
     s.set_defaults(func=_evaluate)
 
     s = sub.add_parser("generate", help="dances for your music from a trained run")

@@ -1,7 +1,10 @@
-"""The dance-style classifier behind style consistency, FID, diversity and multimodality.
+"""The dance-style classifier behind style consistency and the classifier FID.
 
-A GRU reads a window of normalised poses (`window_units` x 32 frames) and predicts the dance style;
-its penultimate layer is the feature space the distance metrics live in. It is the measuring
+A GRU reads a window of normalised poses (`window_units` x 32 frames) as frame-to-frame velocities
+(by default; `inputs` can add or use the posture) and predicts the dance style; its penultimate
+layer is the feature space of `fid_classifier`. On velocities a statue is a window of zeros, one
+input whatever the pose, so it cannot be called a style with confidence: a posture-reading
+classifier called a static first pose its music's style every time (style consistency 1.0). It is the measuring
 instrument of every run on a dataset, so it is trained once per dataset and classifier config on the
 real training dances and cached: every run of a matrix is then measured with the same instrument,
 and its accuracy on the real test dances says how far its verdicts can be trusted.
@@ -34,7 +37,9 @@ from evaluation.config import DanceClassifierConfig
 
 UNIT_FRAMES = 32
 POSE_DIM = 28
-_CACHE_VERSION = 1  # bump when the network or its training changes, so old caches are not reused
+INPUTS = ("velocity", "pose", "pose+velocity")
+VELOCITY_SCALE = 10.0  # frame-to-frame steps of normalised poses are ~0.1; scaled to ~1 for the GRU
+_CACHE_VERSION = 2  # bump when the network or its training changes, so old caches are not reused
 
 
 # --- the network -------------------------------------------------------------------------------
@@ -42,6 +47,9 @@ _CACHE_VERSION = 1  # bump when the network or its training changes, so old cach
 
 class DanceStyleClassifier(nn.Module):
     """GRU over (B, T, 28) normalised poses -> last hidden state -> feature layer -> style logits.
+
+    `inputs` says what the GRU reads per frame: "velocity" (x[t] - x[t-1] of the normalised poses,
+    times `VELOCITY_SCALE`, 0 on the first frame), "pose" (the centred posture) or "pose+velocity".
 
     `features` is the penultimate layer (LeakyReLU after a linear map of the last hidden state): a
     fixed-size description of a dance window that the FID and the distance metrics compare.
@@ -55,9 +63,14 @@ class DanceStyleClassifier(nn.Module):
 
     def __init__(self, n_classes: int, hidden: int = 64, layers: int = 1, feature_dim: int = 32,
                  pose_dim: int = POSE_DIM, window: int = 3 * UNIT_FRAMES, class_names: Sequence[str] = (),
-                 center: bool = True, pose_mean: np.ndarray | None = None, pose_std: np.ndarray | None = None):
+                 center: bool = True, pose_mean: np.ndarray | None = None, pose_std: np.ndarray | None = None,
+                 inputs: str = "velocity"):
         super().__init__()
-        self.gru = nn.GRU(pose_dim, hidden, num_layers=layers, batch_first=True)
+        if inputs not in INPUTS:
+            raise D2MError(f"evaluation.classifier.inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
+        self.inputs = inputs
+        self.gru = nn.GRU(pose_dim * (2 if inputs == "pose+velocity" else 1), hidden, num_layers=layers,
+                          batch_first=True)
         self.feature = nn.Sequential(nn.Linear(hidden, feature_dim), nn.LeakyReLU(0.2))
         self.head = nn.Linear(feature_dim, n_classes)
         self.pose_dim = pose_dim
@@ -84,9 +97,12 @@ class DanceStyleClassifier(nn.Module):
             x = x.unsqueeze(0)
         if x.ndim != 3 or x.shape[-1] != self.pose_dim or x.shape[1] < 1:
             raise D2MError(f"dance classifier: poses must be (N, T, {self.pose_dim}), got {tuple(x.shape)}")
-        if self.center:
-            x = self.centred(x)
-        _, h = self.gru(x)
+        parts = []
+        if "pose" in self.inputs:
+            parts.append(self.centred(x) if self.center else x)
+        if "velocity" in self.inputs:
+            parts.append(torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], dim=1) * VELOCITY_SCALE)
+        _, h = self.gru(torch.cat(parts, dim=-1))
         return self.feature(h[-1])
 
     def forward(self, poses: torch.Tensor) -> torch.Tensor:
@@ -153,6 +169,7 @@ class ClipArrays:
     poses: np.ndarray  # (T, 28) pixels
     features: np.ndarray  # (T, F) raw (not normalised)
     beats: np.ndarray  # music beats, frame indices at 15 fps
+    beats_true: np.ndarray | None = None  # the music's true beats, where the dataset has them (synthetic data)
 
 
 @dataclass
@@ -179,6 +196,8 @@ class DatasetView:
                 poses=poses.reshape(poses.shape[0], -1),
                 features=np.asarray(c.features, dtype=np.float32),
                 beats=np.asarray(c.beats, dtype=np.float64).reshape(-1),
+                beats_true=(None if c.extra.get("beats_true") is None
+                            else np.asarray(c.extra["beats_true"], dtype=np.float64).reshape(-1)),
             ))
         return out
 
@@ -304,7 +323,7 @@ def _build(cfg: DanceClassifierConfig, class_names: Sequence[str], pose_mean=Non
     return DanceStyleClassifier(len(class_names), hidden=cfg.hidden, layers=cfg.layers,
                                 feature_dim=cfg.feature_dim, window=cfg.window_units * UNIT_FRAMES,
                                 class_names=class_names, center=cfg.center, pose_mean=pose_mean,
-                                pose_std=pose_std)
+                                pose_std=pose_std, inputs=cfg.inputs)
 
 
 def _labelled_windows(view: DatasetView, split: str, window: int, stride: int,

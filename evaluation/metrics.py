@@ -1,13 +1,14 @@
-"""The paper's dance metrics as small pure functions (DESIGN.md section 4).
+"""The dance metrics as small pure functions (DESIGN.md section 4).
 
-Every function takes plain arrays and returns a float (or an array of frame indices), so that the
-same numbers come out whether a metric is called from a test, from `evaluation.evaluate` or from a
-notebook, and none depends on the order of the dances it is given. Frames are at 15 fps; music beats
-are frame indices at that rate, never seconds.
+Every function takes plain arrays and returns a float (or an array), so that the same numbers come
+out whether a metric is called from a test, from `evaluation.evaluate` or from a notebook, and none
+depends on the order of the dances it is given. Music beats are frame indices at the data's frame
+rate (15 fps), never seconds; kinematic beats come from `datamodules.motion`, the one detector.
 
-Conventions: `features` are (N, D) arrays of the dance-style classifier's penultimate features;
-`groups` are (N,) labels saying which music (and initial pose) a dance was generated for; a pose
-sequence is (T, 14, 2) or (T, 28) in pixels.
+Conventions: `features` are (N, D) arrays (classifier features or kinetic features); `groups` are
+(N,) labels saying which music (and initial pose) a dance was generated for; a pose sequence is
+(T, 14, 2) or (T, 28) in pixels. Per-dance scores (`*_per_dance`) are returned as arrays so that a
+caller can average them and also split them for a noise floor.
 """
 
 from __future__ import annotations
@@ -16,25 +17,30 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import linalg
-from scipy.ndimage import gaussian_filter1d
 
 from datamodules.errors import D2MError
+from datamodules.motion import joint_velocity, kinematic_beats, motion_speed
+from datamodules.skeleton import BONES
 
 __all__ = [
     "style_consistency",
     "frechet_distance",
+    "kinetic_features",
     "diversity",
     "multimodality",
     "motion_speed",
     "kinematic_beats",
     "as_frame_indices",
-    "beat_coverage",
-    "beat_hit_rate",
-    "beat_align_score",
+    "beat_align_per_dance",
+    "beat_align_motion_per_dance",
+    "beat_f1_per_dance",
+    "beat_speed_ratio",
+    "bone_length_error",
+    "seam_ratio",
 ]
 
 
-# --- classifier-based metrics ------------------------------------------------------------------
+# --- feature-based metrics ------------------------------------------------------------------
 
 
 def style_consistency(predicted: Sequence[int] | np.ndarray, target: Sequence[int] | np.ndarray) -> float:
@@ -147,75 +153,30 @@ def multimodality(features: np.ndarray, groups: Sequence | np.ndarray) -> float:
     return float(np.mean(per_group))
 
 
-# --- kinematic and music beats ----------------------------------------------------------------
+# --- kinetic features ---------------------------------------------------------------------------
 
 
-def _as_joints(poses: np.ndarray) -> np.ndarray:
-    p = np.asarray(poses, dtype=np.float64)
-    if p.ndim == 2 and p.shape[1] % 2 == 0:
-        p = p.reshape(p.shape[0], -1, 2)
-    if p.ndim != 3 or p.shape[2] != 2:
-        raise D2MError(f"poses must be (T, J, 2) or (T, 2J), got shape {np.shape(poses)}")
-    return p
+def kinetic_features(poses: np.ndarray, fps: float) -> np.ndarray:
+    """Motion description of one dance (or window): 3 numbers per joint, (3 J,) in pixel units.
 
-
-def motion_speed(poses: np.ndarray, smoothing: float = 0.0) -> np.ndarray:
-    """Motion magnitude per frame: mean joint speed from a central difference, optionally smoothed.
-
-    speed[t] = (1/J) * sum_j ||(pose[t+1, j] - pose[t-1, j]) / 2||_2 for 0 < t < T-1, with one-sided
-    differences at the two ends; then, if `smoothing` > 0, a Gaussian filter with that sigma in
-    frames. The central difference puts a stop reached at frame b on frame b (a forward difference
-    would put it on b-1, a whole beat-align sigma away at 15 fps).
+    Per joint j, with v the central-difference velocity and a the central difference of v, both
+    scaled to seconds by `fps`: mean v_x^2, mean v_y^2 (px^2/s^2) and mean |a| (px/s^2), stacked as
+    [all v_x^2, all v_y^2, all |a|]. A static pose is all zeros; posture alone does not enter.
     """
-    p = _as_joints(poses)
-    if p.shape[0] < 2:
-        return np.zeros(p.shape[0])
-    vel = np.gradient(p, axis=0)
-    speed = np.linalg.norm(vel, axis=2).mean(axis=1)
-    if smoothing > 0:
-        speed = gaussian_filter1d(speed, sigma=float(smoothing), mode="nearest")
-    return speed
+    v = joint_velocity(poses) * float(fps)
+    a = np.gradient(v, axis=0) * float(fps) if v.shape[0] >= 2 else np.zeros_like(v)
+    return np.concatenate([np.mean(v[..., 0] ** 2, axis=0), np.mean(v[..., 1] ** 2, axis=0),
+                           np.mean(np.linalg.norm(a, axis=-1), axis=0)])
 
 
-def _local_minima(s: np.ndarray) -> list[int]:
-    """Middles of the runs of equal values that are strictly lower than both neighbouring frames."""
-    minima = []
-    t, n = 0, s.size
-    while t < n:
-        end = t
-        while end + 1 < n and s[end + 1] == s[t]:
-            end += 1
-        if t > 0 and end < n - 1 and s[t - 1] > s[t] and s[end + 1] > s[t]:
-            minima.append((t + end) // 2)
-        t = end + 1
-    return minima
+def standardise(features: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Features scaled by the reference set's per-dimension mean and std (a zero std counts as 1)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    std = ref.std(axis=0)
+    return (np.asarray(features, dtype=np.float64) - ref.mean(axis=0)) / np.where(std > 0, std, 1.0)
 
 
-def kinematic_beats(poses: np.ndarray, smoothing: float = 0.0) -> np.ndarray:
-    """Frame indices of the kinematic beats: the local minima of the motion speed.
-
-    A local minimum is a run of equal speeds strictly lower than the frames on both sides of it; its
-    beat is the run's middle frame (a held pose counts once, at the middle of the hold). Runs that
-    touch the first or last frame are not beats: the motion before or after them is unknown.
-
-    With `smoothing` > 0 the minima are found on the Gaussian-smoothed speed (sigma = `smoothing`
-    frames), which drops the shallow minima of jitter, and each is then moved to the lowest raw speed
-    within ceil(smoothing) frames of it. Smoothing alone pulls a stop towards its slower side by a
-    frame when the motion into and out of it differ, and at 15 fps one frame is more than the
-    beat-align sigma; the raw speed keeps the frame where the motion actually stops.
-    """
-    raw = motion_speed(poses, 0.0)
-    if smoothing <= 0:
-        return np.asarray(_local_minima(raw), dtype=np.int64)
-    smooth = gaussian_filter1d(raw, sigma=float(smoothing), mode="nearest") if raw.size else raw
-    radius = int(np.ceil(smoothing))
-    beats = set()
-    for m in _local_minima(smooth):
-        lo, hi = max(m - radius, 1), min(m + radius, raw.size - 2)
-        window = np.arange(lo, hi + 1)
-        best = window[raw[window] == raw[window].min()]
-        beats.add(int(best[np.argmin(np.abs(best - m))]))
-    return np.asarray(sorted(beats), dtype=np.int64)
+# --- beats -------------------------------------------------------------------------------------
 
 
 def as_frame_indices(beats: Sequence | np.ndarray, n_frames: int | None = None) -> np.ndarray:
@@ -243,60 +204,120 @@ def _nearest_distance(points: np.ndarray, to: np.ndarray) -> np.ndarray:
     return np.min(np.abs(points[:, None].astype(np.float64) - to[None, :].astype(np.float64)), axis=1)
 
 
-def beat_coverage(kinematic: Sequence[np.ndarray], music: Sequence[np.ndarray]) -> float:
-    """Kinematic beats per music beat, pooled over dances.
-
-    beat_coverage = sum_k |kinematic beats of dance k| / sum_k |music beats under dance k|.
-    `kinematic[k]` and `music[k]` are the frame indices of dance k and of its music. NaN when the
-    music has no beats at all.
-    """
-    if len(kinematic) != len(music):
-        raise D2MError(f"beat_coverage: {len(kinematic)} dances but {len(music)} beat lists")
-    n_music = sum(len(as_frame_indices(m)) for m in music)
-    if n_music == 0:
-        return float("nan")
-    return float(sum(len(as_frame_indices(k)) for k in kinematic) / n_music)
+def _nearest_distance(points: np.ndarray, to: np.ndarray) -> np.ndarray:
+    """For each of `points`, the distance in frames to the nearest of `to` (inf where `to` is empty)."""
+    if to.size == 0:
+        return np.full(points.size, np.inf)
+    return np.min(np.abs(points[:, None].astype(np.float64) - to[None, :].astype(np.float64)), axis=1)
 
 
-def beat_hit_rate(kinematic: Sequence[np.ndarray], music: Sequence[np.ndarray], tolerance: int) -> float:
-    """Fraction of kinematic beats that land on a music beat, pooled over dances.
-
-    beat_hit_rate = sum_k |{b in kinematic_k : min_m |b - m| <= tolerance, m in music_k}|
-                    / sum_k |kinematic_k|, distances and `tolerance` in frames.
-    NaN when no dance has a kinematic beat.
-    """
-    if len(kinematic) != len(music):
-        raise D2MError(f"beat_hit_rate: {len(kinematic)} dances but {len(music)} beat lists")
-    hits = total = 0
-    for k, m in zip(kinematic, music):
-        k, m = as_frame_indices(k), as_frame_indices(m)
-        hits += int(np.sum(_nearest_distance(k, m) <= tolerance))
-        total += k.size
-    if total == 0:
-        return float("nan")
-    return float(hits / total)
+def _pairs(motion: Sequence, music: Sequence, name: str):
+    if len(motion) != len(music):
+        raise D2MError(f"{name}: {len(motion)} dances but {len(music)} beat lists")
+    return [(as_frame_indices(k), as_frame_indices(m)) for k, m in zip(motion, music)]
 
 
-def beat_align_score(kinematic: Sequence[np.ndarray], music: Sequence[np.ndarray], sigma: float) -> float:
-    """The beat-align score of AIST++ and Bailando, averaged over dances.
-
-    per dance: BA = (1/|M|) * sum_{m in M} exp(-d_m^2 / (2 sigma^2)), d_m = distance in frames from
-    music beat m to the nearest kinematic beat (a dance without kinematic beats scores 0); the result
-    is the mean BA over the dances whose music has beats (NaN if none has). Those works use 60 fps
-    with sigma = 3 frames; at 15 fps the same 0.05 s is sigma = 0.75 frames (the config default), so
-    a one-frame miss already scores exp(-0.89) = 0.41.
-    """
-    if len(kinematic) != len(music):
-        raise D2MError(f"beat_align_score: {len(kinematic)} dances but {len(music)} beat lists")
+def _align(points: np.ndarray, to: np.ndarray, sigma: float) -> float:
     if sigma <= 0:
-        raise D2MError(f"beat_align_score: sigma must be > 0 frames, got {sigma}")
-    scores = []
-    for k, m in zip(kinematic, music):
-        k, m = as_frame_indices(k), as_frame_indices(m)
+        raise D2MError(f"beat align: sigma must be > 0 frames, got {sigma}")
+    return float(np.mean(np.exp(-(_nearest_distance(points, to) ** 2) / (2.0 * sigma**2))))
+
+
+def beat_align_per_dance(motion: Sequence, music: Sequence, sigma: float) -> np.ndarray:
+    """The beat-align score of AIST++ and Bailando, one value per dance (over the music beats).
+
+    BA = (1/|M|) * sum_{m in M} exp(-d_m^2 / (2 sigma^2)), d_m = distance in frames from music beat m
+    to the nearest kinematic beat; a dance without kinematic beats scores 0; NaN where the music has
+    no beat. Those works use 60 fps with sigma = 3 frames; at 15 fps the same 0.05 s is 0.75 frames.
+    Alone it rewards a dance that stops all the time: read it with `beat_align_motion_per_dance`.
+    """
+    out = [float("nan") if m.size == 0 else (_align(m, k, sigma) if k.size else 0.0)
+           for k, m in _pairs(motion, music, "beat_align")]
+    return np.asarray(out, dtype=np.float64)
+
+
+def beat_align_motion_per_dance(motion: Sequence, music: Sequence, sigma: float) -> np.ndarray:
+    """Beat align the other way: mean over the kinematic beats of exp(-d^2 / 2 sigma^2), d to the
+    nearest music beat. A dance without kinematic beats scores 0 (not NaN); NaN where the music has
+    no beat. A dance that stops on every frame scores low here, however many music beats it covers."""
+    out = [float("nan") if m.size == 0 else (_align(k, m, sigma) if k.size else 0.0)
+           for k, m in _pairs(motion, music, "beat_align_motion")]
+    return np.asarray(out, dtype=np.float64)
+
+
+def beat_f1_per_dance(motion: Sequence, music: Sequence, fps: float, tolerance: int = 1) -> np.ndarray:
+    """Beat F-measure of the kinematic beats against the music beats, one value per dance.
+
+    `mir_eval.beat.f_measure` with a window of `tolerance` frames: beats are frame indices, so the
+    window is passed as (tolerance + 0.5) / fps seconds, which matches exactly the pairs at most
+    `tolerance` frames apart (a window of exactly tolerance / fps would hang on rounding). Each
+    kinematic beat matches at most one music beat. No kinematic beat: 0; music without beats: NaN.
+    """
+    import mir_eval
+
+    window = (int(tolerance) + 0.5) / float(fps)
+    out = []
+    for k, m in _pairs(motion, music, "beat_f1"):
         if m.size == 0:
-            continue
-        d = _nearest_distance(m, k)
-        scores.append(float(np.mean(np.exp(-(d**2) / (2.0 * sigma**2)))))
-    if not scores:
+            out.append(float("nan"))
+        elif k.size == 0:
+            out.append(0.0)
+        else:
+            out.append(float(mir_eval.beat.f_measure(m / float(fps), k / float(fps), f_measure_threshold=window)))
+    return np.asarray(out, dtype=np.float64)
+
+
+# --- motion statistics --------------------------------------------------------------------------
+
+
+def beat_speed_ratio(poses: np.ndarray, music: Sequence | np.ndarray) -> float:
+    """Mean joint speed on the music-beat frames over the mean joint speed of the whole dance.
+
+    Below 1: the dance slows down on the beats (as a dancer who hits them does); 1: no relation;
+    NaN when the dance does not move or the music has no beat inside it.
+    """
+    speed = motion_speed(poses)
+    beats = as_frame_indices(music, speed.size)
+    mean = float(speed.mean()) if speed.size else 0.0
+    if beats.size == 0 or mean <= 0:
         return float("nan")
-    return float(np.mean(scores))
+    return float(speed[beats].mean() / mean)
+
+
+def bone_lengths(poses: np.ndarray) -> np.ndarray:
+    """(T, 14, 2) or (T, 28) pixel poses -> (T, B) lengths of the skeleton's bones, in pixels."""
+    p = np.asarray(poses, dtype=np.float64).reshape(len(poses), -1, 2)
+    parent, child = np.asarray(BONES).T
+    return np.linalg.norm(p[:, child] - p[:, parent], axis=-1)
+
+
+def bone_length_error(poses: np.ndarray, reference_lengths: np.ndarray) -> float:
+    """Mean relative deviation of the bone lengths from a dancer's lengths (B,), over frames and bones.
+
+    mean_{t,b} |L_tb - R_b| / R_b; 0 for a rigid skeleton of the right size. The reference is the
+    median length of each bone over the real dance of the same clip (the same dancer).
+    """
+    ref = np.asarray(reference_lengths, dtype=np.float64).reshape(-1)
+    lengths = bone_lengths(poses)
+    if lengths.shape[1] != ref.size:
+        raise D2MError(f"bone_length_error: {lengths.shape[1]} bones but {ref.size} reference lengths")
+    return float(np.mean(np.abs(lengths - ref) / np.where(ref > 0, ref, 1.0)))
+
+
+def seam_ratio(poses: np.ndarray, unit_frames: int) -> float:
+    """Mean joint step across unit boundaries over the mean joint step inside units.
+
+    A step is the mean over joints of ||pose[t] - pose[t-1]||; boundaries are the steps into frames
+    unit_frames, 2 unit_frames, ... About 1 for a continuous dance, far above 1 when consecutive
+    units jump. NaN when the dance has no boundary or does not move inside its units.
+    """
+    p = np.asarray(poses, dtype=np.float64).reshape(len(poses), -1, 2)
+    if unit_frames < 2 or len(p) <= unit_frames:
+        return float("nan")
+    step = np.linalg.norm(np.diff(p, axis=0), axis=-1).mean(axis=1)  # step[t-1]: frame t-1 -> t
+    into = np.arange(unit_frames, len(p), unit_frames) - 1
+    inside = np.setdiff1d(np.arange(step.size), into)
+    within = float(step[inside].mean()) if inside.size else 0.0
+    if within <= 0:
+        return float("nan")
+    return float(step[into].mean() / within)

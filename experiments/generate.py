@@ -84,10 +84,10 @@ def generate_from_run(
 
     generator = torch.Generator().manual_seed(int(seed))
     dances = generate_dance(module, normalised, samples=samples, generator=generator, progress=progress)
-    if beat_warp:
-        beats = music_beats(np.asarray(wave), spec.sample_rate, spec.fps)
-        dances = torch.stack([warp_to_beats(d, beats, unit_frames=module.unit_frames) for d in dances])
     pixels = (dances * module.pose_std + module.pose_mean).numpy().astype(np.float32)
+    if beat_warp:  # in pixels: the kinematic-beat detector's depth is in pixels per frame
+        beats = music_beats(np.asarray(wave), spec.sample_rate, spec.fps)
+        pixels = np.stack([warp_to_beats(d, beats, unit_frames=module.unit_frames) for d in pixels])
     keypoints = pixels.reshape(samples, pixels.shape[1], -1, 2)
 
     npy = out if out.suffix.lower() == ".npy" else out.with_suffix(".npy")

@@ -22,6 +22,7 @@ from scipy.interpolate import PchipInterpolator
 from tqdm.auto import tqdm
 
 from datamodules.errors import D2MError
+from datamodules.motion import kinematic_beats
 
 __all__ = [
     "MAX_RETRIES",
@@ -155,33 +156,11 @@ def _as_frame_indices(beats, n_frames: int) -> np.ndarray:
     return b[b < n_frames]
 
 
-def kinematic_beats(poses, smoothing: float = 0.0) -> np.ndarray:
-    """Frame indices where motion slows to a local minimum, for poses (T, P) (normalised or px).
-
-    The speed at frame t is the central difference (pose[t+1] - pose[t-1]) / 2, which puts a stop
-    reached at frame b on frame b (a forward difference would put it on b - 1). `smoothing` > 0 is
-    the sigma, in frames, of a Gaussian applied to the speed first.
-    """
-    p = np.asarray(poses, dtype=np.float64).reshape(len(poses), -1)
-    if len(p) < 3:
-        return np.zeros(0, dtype=np.int64)
-    vel = np.zeros_like(p)
-    vel[1:-1] = (p[2:] - p[:-2]) / 2.0
-    vel[0], vel[-1] = p[1] - p[0], p[-1] - p[-2]
-    speed = np.linalg.norm(vel.reshape(len(p), -1, 2), axis=-1).mean(axis=1)
-    if smoothing > 0:
-        radius = max(1, int(math.ceil(3 * smoothing)))
-        k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / smoothing) ** 2)
-        speed = np.convolve(np.pad(speed, radius, mode="edge"), k / k.sum(), mode="valid")
-    inner = np.arange(1, len(speed) - 1)
-    is_min = (speed[inner] < speed[inner - 1]) & (speed[inner] <= speed[inner + 1])
-    return inner[is_min]
-
-
 def warp_to_beats(poses, music_beats, unit_frames: int = 32, max_shift: int | None = None):
     """Time-warp a dance so its kinematic beats land on the nearest music beats; same shape out.
 
-    `poses` is (T, P) (numpy or torch); `music_beats` are FRAME INDICES at the pose frame rate (15 fps),
+    `poses` is (T, P) in pixels (numpy or torch; beats are found by `datamodules.motion`); `music_beats`
+    are FRAME INDICES at the pose frame rate (15 fps),
     not seconds. Within each unit, every kinematic beat is paired, in order, with the nearest unused
     music beat at most `max_shift` frames away (default: an eighth of a unit, half the beat period
     of the original's beat-normalised units, whose beats are 8 frames apart). The pairs, with the
@@ -195,7 +174,7 @@ def warp_to_beats(poses, music_beats, unit_frames: int = 32, max_shift: int | No
     if n < 3:
         return poses
     shift = max(1, unit_frames // 8) if max_shift is None else int(max_shift)
-    kin = kinematic_beats(p)
+    kin = kinematic_beats(np.asarray(p, dtype=np.float64).reshape(n, -1))
     out_anchor, src_anchor = [0], [0]
     for s in range(0, n, unit_frames):
         e = min(s + unit_frames, n)

@@ -80,10 +80,23 @@ def test_window_longer_than_every_clip_is_a_clear_error(tiny_dataset, tmp_path):
 def test_centred_classifier_ignores_where_the_dancer_stands():
     rng = np.random.default_rng(0)
     mean, std = rng.uniform(100, 300, 28).astype(np.float32), rng.uniform(5, 40, 28).astype(np.float32)
-    net = dc.DanceStyleClassifier(3, hidden=8, feature_dim=4, pose_mean=mean, pose_std=std)
+    net = dc.DanceStyleClassifier(3, hidden=8, feature_dim=4, pose_mean=mean, pose_std=std, inputs="pose")
     px = rng.uniform(100, 300, size=(2, 40, 14, 2)).astype(np.float32)
     moved = px + np.array([37.0, -12.0], dtype=np.float32)
     norm = lambda p: torch.from_numpy((p.reshape(2, 40, 28) - mean) / std)  # noqa: E731
     torch.testing.assert_close(net.features(norm(moved)), net.features(norm(px)), atol=1e-4, rtol=1e-4)
     net.center = False
     assert not torch.allclose(net.features(norm(moved)), net.features(norm(px)), atol=1e-4)
+
+
+def test_velocity_classifier_sees_every_statue_alike_and_motion_apart():
+    rng = np.random.default_rng(1)
+    net = dc.DanceStyleClassifier(3, hidden=8, feature_dim=4)  # default inputs: velocity
+    a, b = (np.repeat(rng.normal(size=(1, 1, 28)), 40, axis=1).astype(np.float32) for _ in range(2))
+    torch.testing.assert_close(net.features(torch.from_numpy(a)), net.features(torch.from_numpy(b)))
+    moving = a + np.cumsum(rng.normal(0, 0.1, size=a.shape), axis=1).astype(np.float32)
+    assert not torch.allclose(net.features(torch.from_numpy(moving)), net.features(torch.from_numpy(a)), atol=1e-4)
+    both = dc.DanceStyleClassifier(3, hidden=8, feature_dim=4, inputs="pose+velocity")
+    assert both.gru.input_size == 56
+    with pytest.raises(D2MError, match="inputs"):
+        dc.DanceStyleClassifier(3, inputs="posture")

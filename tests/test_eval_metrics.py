@@ -8,14 +8,20 @@ from datamodules.errors import D2MError
 from evaluation.config import EvaluationConfig
 from evaluation.metrics import (
     as_frame_indices,
-    beat_align_score,
-    beat_coverage,
-    beat_hit_rate,
+    beat_align_motion_per_dance,
+    beat_align_per_dance,
+    beat_f1_per_dance,
+    beat_speed_ratio,
+    bone_length_error,
+    bone_lengths,
     diversity,
     frechet_distance,
     kinematic_beats,
+    kinetic_features,
     motion_speed,
     multimodality,
+    seam_ratio,
+    standardise,
     style_consistency,
 )
 
@@ -116,11 +122,17 @@ def test_diversity_and_multimodality_known_values():
 # --- beats ---------------------------------------------------------------------------------------
 
 
+def _scores(kin, music):
+    return (beat_align_per_dance([kin], [music], CFG.beat_align_sigma)[0],
+            beat_align_motion_per_dance([kin], [music], CFG.beat_align_sigma)[0],
+            beat_f1_per_dance([kin], [music], 15, CFG.beat_tolerance)[0])
+
+
 def test_central_difference_puts_a_stop_on_its_own_frame():
-    x = np.array([0.0, 1.0, 2.0, 2.5, 2.0, 1.0, 0.0])  # turns around at frame 3
+    x = 4.0 * np.array([0.0, 1.0, 2.0, 2.5, 2.0, 1.0, 0.0])  # turns around at frame 3
     poses = np.stack([x, np.zeros_like(x)], axis=1)  # (T, 2): one joint
     speed = motion_speed(poses)
-    assert speed[3] == 0.0
+    assert speed[3] == 0.0 and speed[2] == pytest.approx(3.0)
     assert list(kinematic_beats(poses)) == [3]
 
 
@@ -130,50 +142,104 @@ def test_held_pose_counts_once_at_the_middle_of_the_hold():
     assert list(kinematic_beats(poses)) == [4]
 
 
-@pytest.mark.parametrize("smoothing", [0.0, CFG.motion_smoothing])
-def test_dance_stopping_on_every_beat_scores_full_marks(smoothing):
-    dance = dance_stopping_at(IRREGULAR_BEATS, n_frames=92)
-    kin = kinematic_beats(dance, smoothing)
-    assert list(kin) == list(IRREGULAR_BEATS)
-    assert beat_hit_rate([kin], [IRREGULAR_BEATS], CFG.beat_tolerance) == 1.0
-    assert beat_align_score([kin], [IRREGULAR_BEATS], CFG.beat_align_sigma) >= 0.95
-    assert beat_coverage([kin], [IRREGULAR_BEATS]) == pytest.approx(1.0)
+def test_a_minimum_shallower_than_the_depth_is_no_beat():
+    x = np.cumsum([0.0, 2.0, 2.0, 2.0, 1.6, 1.6, 2.0, 2.0, 2.0])  # slows from 2 to 1.6 px/frame and back
+    poses = np.stack([x, np.zeros_like(x)], axis=1)
+    assert list(kinematic_beats(poses, min_depth=0.3)) == [4]
+    assert list(kinematic_beats(poses)) == []
 
 
-@pytest.mark.parametrize("smoothing", [0.0, CFG.motion_smoothing])
-def test_dance_shifted_by_half_a_beat_scores_low_and_never_hits(smoothing):
-    period = 8
-    music = np.arange(4, 96, period)
-    on_beat = dance_stopping_at(music, n_frames=100)
-    shifted = dance_stopping_at(music + period // 2, n_frames=100)
-    kin_on = kinematic_beats(on_beat, smoothing)
-    kin_off = kinematic_beats(shifted, smoothing)
-    assert beat_align_score([kin_on], [music], CFG.beat_align_sigma) >= 0.95
-    assert beat_align_score([kin_off], [music], CFG.beat_align_sigma) <= 0.2
-    assert beat_hit_rate([kin_off], [music], CFG.beat_tolerance) == 0.0
-    assert beat_coverage([kin_off], [music]) == pytest.approx(len(kin_off) / len(music))
-
-
-def test_smoothing_drops_jitter_minima_but_keeps_the_stops_on_their_frames():
+@pytest.mark.parametrize("kind", ["gaussian 0.5 px", "uniform under 1 px"])
+def test_jitter_below_one_pixel_makes_no_beat_and_scores_zero(kind):
     rng = np.random.default_rng(0)
-    jittery = dance_stopping_at(IRREGULAR_BEATS, n_frames=92) + rng.normal(0, 2.0, size=(92, 14, 2))
-    raw = kinematic_beats(jittery, 0.0)
-    smooth = kinematic_beats(jittery, CFG.motion_smoothing)
-    assert len(raw) > len(IRREGULAR_BEATS)  # the jitter adds minima of its own
-    assert list(smooth) == list(IRREGULAR_BEATS)
+    pose = rng.uniform(100, 300, size=(1, 14, 2))
+    noise = rng.normal(0, 0.5, (900, 14, 2)) if kind.startswith("gaussian") else rng.uniform(-0.5, 0.5, (900, 14, 2))
+    jitter = pose + noise
+    assert kinematic_beats(jitter).size == 0
+    music = np.arange(4, 900, 8)
+    assert _scores(kinematic_beats(jitter), music) == (0.0, 0.0, 0.0)  # 0, not NaN
 
 
-def test_beat_metrics_pool_over_dances_and_handle_empty_lists():
-    music = [np.array([4, 12, 20]), np.array([5, 13])]
-    kin = [np.array([4, 16]), np.array([], dtype=int)]
-    assert beat_coverage(kin, music) == pytest.approx(2 / 5)
-    assert beat_hit_rate(kin, music, tolerance=2) == pytest.approx(1 / 2)
-    # dance 0: d = 0, 4, 4 ; dance 1 has no kinematic beats -> 0
+def test_dance_stopping_on_every_beat_scores_one_and_two_frames_late_below_a_tenth():
+    dance = dance_stopping_at(IRREGULAR_BEATS, n_frames=92)
+    kin = kinematic_beats(dance)
+    assert list(kin) == list(IRREGULAR_BEATS)
+    assert _scores(kin, IRREGULAR_BEATS) == (1.0, 1.0, 1.0)
+    late = dance_stopping_at(IRREGULAR_BEATS + 2, n_frames=94)
+    kin_late = kinematic_beats(late)
+    assert list(kin_late) == list(IRREGULAR_BEATS + 2)
+    assert all(score < 0.1 for score in _scores(kin_late, IRREGULAR_BEATS))
+
+
+def test_f_measure_window_is_exactly_one_frame():
+    music = np.arange(5, 200, 9)
+    assert beat_f1_per_dance([music + 1], [music], 15, 1)[0] == 1.0
+    assert beat_f1_per_dance([music - 1], [music], 15, 1)[0] == 1.0
+    assert beat_f1_per_dance([music + 2], [music], 15, 1)[0] == 0.0
+    assert beat_f1_per_dance([music + 2], [music], 15, 2)[0] == 1.0
+
+
+def test_stopping_all_the_time_is_caught_by_the_motion_direction():
+    music = np.arange(4, 200, 8)
+    busy = np.arange(1, 200, 3)  # a stop every 3 frames, whatever the music
+    on_music, on_motion, f1 = _scores(busy, music)
+    assert on_music > 0.4  # beat align over music beats alone is fooled: a stop is never far
+    assert on_motion < 0.4 and f1 < 0.6
+
+
+def test_beat_metrics_known_values_per_dance():
+    music = [np.array([4, 12, 20]), np.array([5, 13]), np.array([], dtype=int)]
+    kin = [np.array([4, 16]), np.array([], dtype=int), np.array([3])]
     s = CFG.beat_align_sigma
-    expected0 = np.mean(np.exp(-np.array([0.0, 16.0, 16.0]) / (2 * s * s)))
-    assert beat_align_score(kin, music, s) == pytest.approx(expected0 / 2)
-    assert np.isnan(beat_hit_rate([np.array([], dtype=int)], [np.array([3])], 2))
-    assert np.isnan(beat_coverage([np.array([3])], [np.array([], dtype=int)]))
+    ba = beat_align_per_dance(kin, music, s)
+    assert ba[0] == pytest.approx(np.mean(np.exp(-np.array([0.0, 16.0, 16.0]) / (2 * s * s))))
+    assert ba[1] == 0.0 and np.isnan(ba[2])
+    bam = beat_align_motion_per_dance(kin, music, s)
+    assert bam[0] == pytest.approx(np.mean(np.exp(-np.array([0.0, 16.0]) / (2 * s * s))))
+    assert bam[1] == 0.0 and np.isnan(bam[2])
+    f1 = beat_f1_per_dance(kin, music, 15, 1)
+    assert f1[0] == pytest.approx(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3)) and f1[1] == 0.0 and np.isnan(f1[2])
+    with pytest.raises(D2MError, match="2 dances but 3"):
+        beat_f1_per_dance(kin[:2], music, 15, 1)
+
+
+# --- motion statistics ----------------------------------------------------------------------------
+
+
+def test_kinetic_features_known_values():
+    t = np.arange(20, dtype=np.float64)
+    poses = np.zeros((20, 14, 2))
+    poses[:, :, 0] = 3.0 * t[:, None]  # every joint moves right at 3 px/frame
+    poses[:, :, 1] = 100.0
+    f = kinetic_features(poses, fps=15)
+    assert f.shape == (42,)
+    np.testing.assert_allclose(f[:14], (3.0 * 15) ** 2)
+    np.testing.assert_allclose(f[14:], 0.0, atol=1e-9)
+    assert np.all(kinetic_features(np.repeat(poses[:1], 20, axis=0), fps=15) == 0)
+    z = standardise(np.array([[1.0, 5.0]]), np.array([[0.0, 5.0], [2.0, 5.0]]))
+    np.testing.assert_allclose(z, [[0.0, 0.0]])
+
+
+def test_bone_length_error_seam_ratio_and_beat_speed_ratio():
+    rng = np.random.default_rng(0)
+    pose = rng.uniform(100, 300, size=(1, 14, 2))
+    ref = bone_lengths(pose)[0]
+    assert bone_length_error(np.repeat(pose, 5, axis=0), ref) == pytest.approx(0.0, abs=1e-12)
+    assert bone_length_error(np.repeat(pose * 1.1, 5, axis=0), ref) == pytest.approx(0.1)
+    t = np.arange(96, dtype=np.float64)
+    smooth = pose + np.stack([2.0 * t, 0 * t], axis=1)[:, None, :]
+    assert seam_ratio(smooth, 32) == pytest.approx(1.0)
+    jumpy = smooth.copy()
+    jumpy[32:] += 20.0  # every joint jumps (20, 20) px into the second unit
+    assert seam_ratio(jumpy, 32) == pytest.approx(0.5 * (np.hypot(22.0, 20.0) + 2.0) / 2.0)
+    assert np.isnan(seam_ratio(smooth[:20], 32))
+    x = 4.0 * np.abs((t % 8) - 4.0)  # stops on frames 4, 12, ...
+    dance = np.stack([x, 0 * t], axis=1)
+    speed = motion_speed(dance)
+    beats = np.arange(4, 96, 8)
+    assert beat_speed_ratio(dance, beats) == pytest.approx(speed[beats].mean() / speed.mean())
+    assert beat_speed_ratio(dance, beats) < 0.2
+    assert np.isnan(beat_speed_ratio(np.zeros((10, 2)), beats))
 
 
 def test_beats_in_seconds_are_refused():
@@ -193,20 +259,32 @@ def test_metrics_do_not_depend_on_batch_order():
     ref = rng.normal(size=(30, 6)) + 0.5
     dances = [dance_stopping_at(np.sort(rng.choice(np.arange(5, 60), 6, replace=False)), 70, seed=i)
               for i in range(5)]
-    kin = [kinematic_beats(d, CFG.motion_smoothing) for d in dances]
+    kin = [kinematic_beats(d) for d in dances]
     music = [np.sort(rng.choice(np.arange(2, 68), 7, replace=False)) for _ in dances]
 
     def all_metrics(order, dance_order):
+        k, m = [kin[i] for i in dance_order], [music[i] for i in dance_order]
         return [
             style_consistency(pred[order], target[order]),
             frechet_distance(feats[order], ref),
             diversity(feats[order], groups[order]),
             multimodality(feats[order], groups[order]),
-            beat_coverage([kin[i] for i in dance_order], [music[i] for i in dance_order]),
-            beat_hit_rate([kin[i] for i in dance_order], [music[i] for i in dance_order], 2),
-            beat_align_score([kin[i] for i in dance_order], [music[i] for i in dance_order], 0.75),
+            *sorted(beat_f1_per_dance(k, m, 15, 1)),
+            *sorted(beat_align_per_dance(k, m, 0.75)),
+            *sorted(beat_align_motion_per_dance(k, m, 0.75)),
         ]
 
     base = all_metrics(np.arange(24), list(range(5)))
     perm = all_metrics(rng.permutation(24), list(rng.permutation(5)))
     assert perm == pytest.approx(base, rel=1e-9, abs=1e-9)
+
+
+def test_one_kinematic_beat_detector_for_units_warping_and_metrics():
+    import datamodules.lightning_data as lightning_data
+    import datamodules.motion as motion
+    import datamodules.units as units
+    import lightning_modules.generation as generation
+    from evaluation import metrics
+
+    for user in (units, lightning_data, generation, metrics):
+        assert user.kinematic_beats is motion.kinematic_beats, user.__name__

@@ -443,7 +443,7 @@ def test_imported_run_evaluates(tiny_dataset, tmp_path, monkeypatch):
                           data_root=str(tiny_dataset))
     monkeypatch.chdir(tmp_path)  # the evaluation cache goes under the config's relative runs_dir
     metrics = json.loads(evaluate_run_dir(run).read_text())
-    assert "evaluation/fid" in metrics and "reference/fid" in metrics
+    assert "evaluation/fid_kinetic" in metrics and "reference/fid_kinetic" in metrics
 
 
 # --- refusals ----------------------------------------------------------------------------------------------

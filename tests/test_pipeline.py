@@ -35,8 +35,8 @@ def test_run_writes_every_result_and_rerun_is_a_no_op(tiny_overrides):
     for name in ("config.yaml", "stages.json", "metrics.json", "timings.json"):
         assert (folder / name).is_file(), name
     metrics = json.loads((folder / "metrics.json").read_text())
-    for key in ("style/test/acc", "decomposition/test/recon_px", "evaluation/fid", "evaluation/beat_hit_rate",
-                "reference/beat_hit_rate"):
+    for key in ("style/test/acc", "decomposition/test/recon_px", "evaluation/fid_kinetic", "evaluation/beat_f1",
+                "reference/beat_f1"):
         assert key in metrics, key
     timings = json.loads((folder / "timings.json").read_text())
     assert timings["composition"]["ms_per_step"] > 0 and timings["composition"]["device"] == "cpu"

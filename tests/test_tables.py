@@ -17,8 +17,13 @@ def fake_runs(tmp_path, values):
     for cell, per_seed in values.items():
         for seed, v in enumerate(per_seed):
             folder = tmp_path / "runs" / f"{cell}-s{seed}"
-            write_json(folder / "metrics.json", {"evaluation/fid": v, "evaluation/beat_hit_rate": v / 10,
-                                                 "reference/fid": 1.0, "reference/beat_hit_rate": 0.9})
+            write_json(folder / "metrics.json", {
+                "evaluation/fid_kinetic": v, "evaluation/beat_f1": v / 10, "evaluation/fid_kinetic_floor": 0.5,
+                "reference/fid_kinetic": 1.0, "reference/beat_f1": 0.9,
+                "reference/controls/static/fid_kinetic": 70.0, "reference/controls/static/beat_f1": 0.0,
+                "reference/controls/random_walk/fid_kinetic": 200.0 + seed,
+                "reference/controls/random_walk/beat_f1": 0.2,
+                "reference/controls/jitter/beat_f1": 0.0})
             stages = {"style": {"key": f"sty{seed}"}, "composition": {"key": f"{cell}{seed}"}}
             write_json(folder / "stages.json", stages)
             write_json(folder / "timings.json", {
@@ -35,17 +40,22 @@ def test_ablation_table_means_differences_and_reference(tmp_path):
     entries.append({"cell": "broken", "seed": 0, "device": "cpu", "run_dir": str(tmp_path / "x"), "status": "failed"})
     written = build_tables(tmp_path / "out", entries, baseline="full", title="t")
     table = pd.read_csv(written["csv"])
-    assert list(table["cell"]) == ["full", "ablated", REFERENCE_ROW]
+    assert list(table["cell"]) == ["full", "ablated", REFERENCE_ROW, "control: static", "control: random walk"]
     full, ablated, ref = table.iloc[0], table.iloc[1], table.iloc[2]
-    assert full["evaluation/fid_mean"] == pytest.approx(12.0)
-    assert full["evaluation/fid_std"] == pytest.approx(2.0)
-    assert ablated["evaluation/fid_diff"] == pytest.approx(10.0)
+    assert full["evaluation/fid_kinetic_mean"] == pytest.approx(12.0)
+    assert full["evaluation/fid_kinetic_std"] == pytest.approx(2.0)
+    assert ablated["evaluation/fid_kinetic_diff"] == pytest.approx(10.0)
     expected_p = stats.ttest_ind([20.0, 21.0, 25.0], [10.0, 12.0, 14.0], equal_var=False).pvalue
-    assert ablated["evaluation/fid_p"] == pytest.approx(expected_p)
-    assert ablated["evaluation/fid_ci_low"] < 10.0 < ablated["evaluation/fid_ci_high"]
-    assert ref["evaluation/fid_mean"] == pytest.approx(1.0) and ref["n_seeds"] == 0
+    assert ablated["evaluation/fid_kinetic_p"] == pytest.approx(expected_p)
+    assert ablated["evaluation/fid_kinetic_ci_low"] < 10.0 < ablated["evaluation/fid_kinetic_ci_high"]
+    assert ref["evaluation/fid_kinetic_mean"] == pytest.approx(1.0) and ref["n_seeds"] == 0
+    static, walk = table.iloc[3], table.iloc[4]
+    assert static["evaluation/fid_kinetic_mean"] == 70.0 and static["evaluation/beat_f1_mean"] == 0.0
+    assert walk["evaluation/fid_kinetic_mean"] == pytest.approx(201.0)  # mean over the runs
+    assert "evaluation/controls/static/fid_kinetic_mean" not in table.columns
     md = written["md"].read_text()
     assert "| ablated | 3 |" in md and "Δ 10" in md and "p=" in md
+    assert "| control: static | - | 70 |" in md and "FID kinetic floor" in md
     assert r"\begin{tabular}" in written["tex"].read_text()
     assert written["png"].stat().st_size > 1000
 
