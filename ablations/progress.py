@@ -47,7 +47,7 @@ class _Cell:
 def describe(last: dict | None, since: float) -> str:
     """The status text of a cell from the last line its log holds (None: nothing yet)."""
     if last is None:
-        return "starting"
+        return "starting (loading libraries)"
     stage, text = last["stage"], last["text"]
     if "step" in last:
         return f"{stage} {text}"
