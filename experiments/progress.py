@@ -10,6 +10,9 @@ These lines share the `[HH:MM:SS] stage: text` shape of the stage events (`compo
 and `ablations.progress` reads both back from each cell's log to draw the live status of parallel
 cells; `format_progress` and `parse_line` keep that format in one place.
 
+This module is light (no torch, no Lightning) so that the command line can use it before anything
+heavy loads; the callback itself is in `experiments.progress_callback`.
+
 `D2M_PROGRESS` chooses the mode (`bar`, `lines` or `off`; unset: `bar` when stderr is a terminal,
 else `lines`), `D2M_PROGRESS_EVERY` the seconds between plain lines (default 30).
 """
@@ -21,9 +24,7 @@ import os
 import re
 import sys
 import time
-from typing import Any, TextIO
-
-import pytorch_lightning as pl
+from typing import Any
 
 ENV_MODE = "D2M_PROGRESS"
 ENV_EVERY = "D2M_PROGRESS_EVERY"
@@ -87,58 +88,3 @@ def parse_line(line: str) -> dict[str, Any] | None:
         if step.group(3):
             out.update(rate=float(step.group(3)), eta=step.group(4))
     return out
-
-
-class ProgressLines(pl.Callback):
-    """Prints a progress line at the start, every `every` seconds of training, and at the end.
-
-    The step is Lightning's global step and the total its estimated number of steps, the same
-    numbers `max_steps` is checked against; the rate is averaged since this fit started (a resumed
-    fit starts counting at its checkpoint), so validation time is included and the time left is honest.
-    """
-
-    def __init__(self, stage: str, every: float | None = None, stream: TextIO | None = None):
-        self.stage = stage
-        self.every = line_interval() if every is None else every
-        self.stream = stream
-        self._t0 = 0.0
-        self._step0 = 0
-        self._last = -math.inf
-
-    def _emit(self, trainer: pl.Trainer) -> None:
-        if not trainer.is_global_zero:
-            return
-        now = time.monotonic()
-        self._last = now
-        step = int(trainer.global_step)
-        total = trainer.estimated_stepping_batches
-        total = int(total) if math.isfinite(total) else step
-        elapsed = now - self._t0
-        rate = (step - self._step0) / elapsed if elapsed > 0 and step > self._step0 else 0.0
-        print(format_progress(self.stage, step, max(total, step), rate), file=self.stream or sys.stderr, flush=True)
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self._t0 = time.monotonic()
-        self._step0 = int(trainer.global_step)
-        self._emit(trainer)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if time.monotonic() - self._last >= self.every:
-            self._emit(trainer)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        self._emit(trainer)
-
-
-def progress_setup(stage: str, want_bar: bool = False) -> tuple[bool, list[pl.Callback]]:
-    """(show Lightning's bar?, extra callbacks) for one stage's Trainer, by console mode.
-
-    `want_bar` is the config's `trainer.progress_bar`: it asks for the bar even where the plain
-    lines would be chosen; `off` (`--quiet`) wins over it.
-    """
-    mode = console_mode()
-    if mode == "off":
-        return False, []
-    if mode == "bar" or want_bar:
-        return True, []
-    return False, [ProgressLines(stage)]

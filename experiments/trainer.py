@@ -11,7 +11,7 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
 from datamodules.errors import D2MError
-from experiments.progress import progress_setup
+from experiments.progress_callback import progress_setup
 from experiments.timing import StepTimer
 
 

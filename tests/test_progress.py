@@ -16,14 +16,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ablations.progress import CaseProgress, CellBoard, child_env, describe
-from experiments.progress import (
-    ENV_MODE,
-    ProgressLines,
-    format_duration,
-    format_progress,
-    parse_line,
-    progress_setup,
-)
+from experiments.progress import ENV_MODE, format_duration, format_progress, parse_line
+from experiments.progress_callback import ProgressLines, progress_setup
 
 
 class _TTY(io.StringIO):
