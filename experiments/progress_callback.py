@@ -9,6 +9,7 @@ import time
 from typing import TextIO
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import TQDMProgressBar
 
 from experiments.progress import console_mode, format_progress, line_interval
 
@@ -54,6 +55,36 @@ class ProgressLines(pl.Callback):
         self._emit(trainer)
 
 
+class StageBar(TQDMProgressBar):
+    """Lightning's bar over the whole stage (global step of all its steps) instead of one epoch at a
+    time, so its rate and time left are the stage's; the epoch is in the description."""
+
+    def __init__(self, stage: str):
+        super().__init__()
+        self.stage = stage
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        total = trainer.estimated_stepping_batches
+        bar = self.train_progress_bar
+        bar.reset(total=int(total) if math.isfinite(total) else None)
+        bar.initial = bar.n = int(trainer.global_step)  # a resumed fit counts its rate from here
+        bar.set_description(self.stage)
+
+    def on_train_epoch_start(self, trainer, *_) -> None:
+        self.train_progress_bar.set_description(f"{self.stage} (epoch {trainer.current_epoch})")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        bar = self.train_progress_bar
+        if self.is_enabled and batch_idx % self.refresh_rate == 0:
+            bar.n = int(trainer.global_step)
+            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+            bar.refresh()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
+
+
 def progress_setup(stage: str, want_bar: bool = False) -> tuple[bool, list[pl.Callback]]:
     """(show Lightning's bar?, extra callbacks) for one stage's Trainer, by console mode.
 
@@ -64,5 +95,5 @@ def progress_setup(stage: str, want_bar: bool = False) -> tuple[bool, list[pl.Ca
     if mode == "off":
         return False, []
     if mode == "bar" or want_bar:
-        return True, []
+        return True, [StageBar(stage)]
     return False, [ProgressLines(stage)]

@@ -93,12 +93,26 @@ def test_callback_respects_its_interval():
 
 
 @pytest.mark.parametrize(("mode", "want_bar", "bar", "n_callbacks"),
-                         [("off", True, False, 0), ("lines", False, False, 1), ("lines", True, True, 0),
-                          ("bar", False, True, 0)])
+                         [("off", True, False, 0), ("lines", False, False, 1), ("lines", True, True, 1),
+                          ("bar", False, True, 1)])
 def test_progress_setup_by_mode(monkeypatch, mode, want_bar, bar, n_callbacks):
     monkeypatch.setenv(ENV_MODE, mode)
     show, callbacks = progress_setup("style", want_bar)
     assert show is bar and len(callbacks) == n_callbacks
+
+
+def test_stage_bar_counts_the_whole_stage():
+    """In a terminal the bar runs over every step of the stage (10 = 2 epochs of 5), not one epoch."""
+    from experiments.progress_callback import StageBar
+
+    bar = StageBar("style")
+    data = DataLoader(TensorDataset(torch.randn(10, 2), torch.randn(10, 1)), batch_size=2)
+    trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                         callbacks=[bar])
+    trainer.fit(_Linear(), data)
+    assert trainer.progress_bar_callback is bar
+    assert (bar.train_progress_bar.n, bar.train_progress_bar.total) == (10, 10)
+    assert bar.train_progress_bar.desc.startswith("style (epoch 1)")
 
 
 def test_board_reads_only_whole_lines_and_keeps_the_latest(tmp_path):
