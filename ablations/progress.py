@@ -8,7 +8,7 @@ the record). The child prints stage events and plain progress lines (`experiment
     no-style-regressor-s0-cpu  [6m10s] evaluation running (25s)
 
 In a terminal the block of lines is redrawn in place (ANSI cursor moves, no scrolling); in a log
-or a pipe the changed lines are printed plainly every `interval` seconds; with `--quiet`
+or a pipe the changed lines are printed plainly every `interval` seconds (D2M_PROGRESS_EVERY, 30 s); with `--quiet`
 (D2M_PROGRESS=off) nothing is shown. Lines that must stay (a cell finished) go through
 `CellBoard.print`, which writes them above the live block.
 """
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from experiments.progress import ENV_EVERY, ENV_MODE, console_mode, format_duration, parse_line
+from experiments.progress import ENV_EVERY, ENV_MODE, console_mode, format_duration, line_interval, parse_line
 
 CHILD_EVERY = 2.0  # seconds between progress lines in a cell's log: often enough for a live status
 
@@ -53,8 +53,8 @@ def describe(last: dict | None, since: float) -> str:
         return f"{stage} {text}"
     if text == "start":
         return f"{stage} running ({format_duration(since)})"
-    if text == "done":  # the next stage may be waiting for a cell that trains it (shared stages)
-        return f"{stage} done ({format_duration(since)} ago)"
+    if text in ("done", "cached"):  # the next stage may be waiting for another cell that trains it (shared)
+        return f"{stage} {text} ({format_duration(since)} ago)"
     return f"{stage} {text}"
 
 
@@ -65,7 +65,7 @@ class CellBoard:
                  poll: float = 0.5):
         self.stream = stream or sys.stderr
         self.mode = mode or console_mode()
-        self.interval = (poll if self.mode == "bar" else 30.0) if interval is None else interval
+        self.interval = (poll if self.mode == "bar" else line_interval()) if interval is None else interval
         self.poll_every = min(poll, self.interval) if self.interval > 0 else poll
         self._cells: dict[str, _Cell] = {}
         self._lock = threading.RLock()

@@ -54,6 +54,7 @@ def test_describe_cell_status():
     assert describe(None, 0).startswith("starting")
     assert describe(parse_line("[08:00:00] data: start"), 75) == "data running (1m15s)"
     assert describe(parse_line("[08:00:00] style: done"), 3) == "style done (3s ago)"
+    assert describe(parse_line("[08:00:00] style: cached"), 61) == "style cached (1m01s ago)"
     assert describe(parse_line(format_progress("style", 3, 12, 1.5)), 0) == "style step 3/12, 1.50 steps/s, 6s left"
 
 
