@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--clips-per-style", type=int, default=12, help="clips of each style")
     s.add_argument("--seconds", type=float, default=30.0, help="length of each clip in seconds")
     s.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="medium",
-                   help="how much of the music is neutral material shared by every style")
+                   help="how often the music drops its style's tell-tale layers for neutral material")
     s.add_argument("--seed", type=int, default=0, help="random seed of the whole dataset")
     s.set_defaults(func=_data_synth)
     s = dsub.add_parser("import-d2m", help="convert the original release's data.zip layout",
@@ -172,10 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ablate", help="run a matrix of experiments; writes results/<matrix name>/")
     s.add_argument("matrix", help="matrix YAML file or built-in name (e.g. demo, style-extractor, ablations)")
     s.add_argument("--jobs", type=int, default=1, help="cells run at once, each in its own process")
-    s.add_argument("--export-sweep", default=None, metavar="FILE", help="write the grid as a W&B sweep and stop")
-    s.add_argument("--cell", default=None, help="run only this cell")
-    s.add_argument("--seed", type=int, default=None, help="run only this seed")
-    s.add_argument("--device", default=None, help="run only this device")
+    s.add_argument("--export-sweep", default=None, metavar="FILE",
+                   help="write the grid as a W&B sweep and stop (default: run the matrix)")
+    s.add_argument("--cell", default=None, help="run only this cell (default: every cell)")
+    s.add_argument("--seed", type=int, default=None, help="run only this seed (default: every seed of the matrix)")
+    s.add_argument("--device", default=None, help="run only this device (default: every device of the matrix)")
     s.add_argument("--quiet", action="store_true", help="no live status of the running cells")
     s.set_defaults(func=_ablate)
 

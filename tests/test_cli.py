@@ -72,6 +72,8 @@ def test_every_option_of_every_command_has_help_with_its_default():
             shown = formatter._expand_help(action) if action.help else ""
             if action.option_strings and action.default not in (None, False) and not action.required:
                 assert f"(default: {action.default})" in shown, f"{where}: help does not show its default"
+            if action.option_strings and action.default is None and not action.required:
+                assert "(default: " in shown, f"{where}: help does not say what happens without it"
 
 
 def test_data_prepare_help_says_what_it_does():
