@@ -35,8 +35,10 @@ def _music(path: Path, seconds: float = 3.0, sr: int = 22050) -> Path:
     return path
 
 
-def test_imported_run_without_data_says_its_keypoints_are_normalised(tmp_path, capsys):
+def test_imported_run_without_data_says_its_keypoints_are_normalised(tmp_path, capsys, monkeypatch):
     from d2m.cli import main
+
+    monkeypatch.setenv("D2M_PROGRESS", "off")  # what --quiet sets; restored after the test
 
     paths = fx.write_placeholders(tmp_path / "original")
     run = tmp_path / "run"
