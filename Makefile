@@ -46,7 +46,7 @@ lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 
 demo: $(STAMP) ## the main job on the built-in data: data, training, evaluation, a table, a dance
-	$(BIN)/python -m ablations.demo
+	$(BIN)/python -m ablations.demo --jobs $(JOBS)
 
 style-extractor: $(STAMP) ## original vs improved music style extractor, 3 seeds, CPU, small preset
 	$(D2M) ablate ablations/matrices/style-extractor.yaml --jobs $(JOBS)

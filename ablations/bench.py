@@ -44,6 +44,7 @@ from ablations.bench_measure import (
     time_plain,
 )
 from ablations.bench_report import COLUMNS, NO_CUDA, fast_path_frame, log_wandb, write_outputs
+from ablations.progress import CaseProgress
 from datamodules.errors import D2MError
 
 __all__ = ["measure_case", "resolve_devices", "run_bench"]
@@ -195,6 +196,7 @@ def run_bench(devices: list[str] | None = None, preset: str = "paper", steps: in
     flops: dict[str, int] = {}
     memory_methods: set[str] = set()
     data_text = ""
+    progress = CaseProgress(len(cases) * len(targets))
     for case in cases:
         cfg = case_config(case, preset)
         budget = epoch_budget(case, cfg)
@@ -214,14 +216,17 @@ def run_bench(devices: list[str] | None = None, preset: str = "paper", steps: in
                 "total_steps": budget.total_steps, "cuda": "measured" if dev.type == "cuda" else cuda_status,
                 "note": "",
             }
+            progress.start(f"{case.label} on {dev}")
             try:
                 res = measure_case(case, cfg, dev, steps, warm, precision, compile, seed)
             except Exception as err:  # one failing case (e.g. out of memory) must not cost the table
+                progress.finish()
                 row["note"] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
                 _free(dev)
                 rows.append(row)
                 print(f"d2m bench: {case.label} on {dev}: {row['note']}", file=sys.stderr)
                 continue
+            progress.finish()
             if "flops" in res:
                 flops[case.key] = res["flops"]
             ms, plain_ms = res["lightning"].median_ms, res["plain"].median_ms

@@ -1,7 +1,13 @@
-"""`make demo`: the whole pipeline on the built-in data, then a map of where every result is."""
+"""`make demo`: the whole pipeline on the built-in data, then a map of where every result is.
+
+While it runs, one live line per cell shows its stage, step, rate and time left (plain lines every
+30 s when the output is not a terminal); `python -m ablations.demo --quiet` shows none.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -9,9 +15,12 @@ from pathlib import Path
 from ablations.runner import run_matrix
 from datamodules.atomic import read_json
 from datamodules.errors import D2MError
+from experiments.progress import ENV_MODE
+from experiments.quiet import install
 
 
 def main(jobs: int = 2) -> int:
+    install()
     t0 = time.time()
     try:
         out = run_matrix("demo", jobs=jobs)
@@ -26,6 +35,7 @@ def main(jobs: int = 2) -> int:
         print(f"  dataset (synthetic)        {stages.get('data', {}).get('root')}")
     for e in entries:
         print(f"  run {e['cell']:<22} {e['run_dir']}  [{e['status']}]")
+    print(f"  logs of the runs           {out / 'logs'}/")
     for name in ("ablation.md", "ablation.csv", "ablation.tex", "ablation.png", "timing.md", "timing.png"):
         if (out / name).exists():
             print(f"  table/plot                 {out / name}")
@@ -37,5 +47,16 @@ def main(jobs: int = 2) -> int:
     return 0
 
 
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ablations.demo", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=2, help="cells run at once")
+    parser.add_argument("--quiet", action="store_true", help="no live progress")
+    args = parser.parse_args(argv)
+    if args.quiet:
+        os.environ[ENV_MODE] = "off"
+    return main(jobs=args.jobs)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ablations.matrix import CellRun, expand, load_matrix
+from ablations.progress import CellBoard, child_env
 from ablations.sweep import write_sweep
 from ablations.tables import build_tables, metrics_for
 from datamodules.atomic import write_json
@@ -30,19 +31,27 @@ from experiments.rundir import is_done, run_dir
 RESULTS_DIR = Path("results")
 
 
-def _run_cell(run: CellRun, base: Path, until: str, log_dir: Path, threads: int) -> dict[str, Any]:
+def _run_cell(run: CellRun, base: Path, until: str, log_dir: Path, threads: int,
+              board: CellBoard | None = None) -> dict[str, Any]:
     folder = run_dir(run.cfg)
     entry = {"cell": run.cell, "seed": run.seed, "device": run.device, "run_dir": str(folder)}
     if is_done(folder):
         return {**entry, "status": "done", "note": "already finished"}
     log = log_dir / f"{run.label}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
+    env = {**os.environ, **child_env(), "OMP_NUM_THREADS": str(threads),
+           "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
     command = ["run"] if until == "evaluation" else ["train", until]
     cmd = [sys.executable, "-m", "d2m", *command, str(base), *run.overrides, f"trainer.threads={threads}"]
     t0 = time.perf_counter()
-    with open(log, "w") as out:
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, check=False)
+    if board is not None:
+        board.watch(run.label, log)
+    try:
+        with open(log, "w") as out:
+            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, check=False)
+    finally:
+        if board is not None:
+            board.unwatch(run.label)
     seconds = round(time.perf_counter() - t0, 1)
     if proc.returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
@@ -113,13 +122,15 @@ def run_matrix(
     jobs = max(1, min(jobs, len(todo) or 1))
     threads = max(1, (os.cpu_count() or 1) // jobs)
     base = resolve_path(matrix.base).resolve()
-    print(f"matrix {matrix.name}: {len(todo)} runs ({len(entries)} skipped), {jobs} at a time", file=sys.stderr)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for result in pool.map(lambda r: _run_cell(r, base, matrix.until, out / "logs", threads), todo):
+    print(f"matrix {matrix.name}: {len(todo)} runs ({len(entries)} skipped), {jobs} at a time; "
+          f"each run's log: {out / 'logs'}/", file=sys.stderr)
+    with CellBoard() as board, ThreadPoolExecutor(max_workers=jobs) as pool:
+        for result in pool.map(lambda r: _run_cell(r, base, matrix.until, out / "logs", threads, board), todo):
             entries.append(result)
             write_json(out / "cells.json", entries)
-            print(f"  {result['cell']} seed {result['seed']} {result['device']}: {result['status']}"
-                  + (f" ({result.get('error')})" if result["status"] == "failed" else ""), file=sys.stderr)
+            board.print(f"  {result['cell']} seed {result['seed']} {result['device']}: {result['status']}"
+                        + (f" in {result['seconds']:.0f} s" if "seconds" in result else "")
+                        + (f" ({result.get('error')})" if result["status"] == "failed" else ""))
     write_json(out / "cells.json", entries)
     build_tables(out, entries, baseline=matrix.baseline, title=matrix.name, table_name=matrix.table,
                  metrics=metrics_for(matrix.until, entries), wandb_cfg=runs[0].cfg if runs else None)

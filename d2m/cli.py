@@ -16,6 +16,24 @@ from pathlib import Path
 from datamodules.errors import D2MError, Terminated
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to an option's help, except where there is no value to show (a flag,
+    an option whose absence means "not given", a required option)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, argparse.SUPPRESS) or action.required or action.nargs == "*":
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)command's parser (subcommands inherit the class): help that shows the defaults."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def _data_synth(a: argparse.Namespace) -> None:
     from datamodules.config import FeatureConfig, SynthConfig
     from datamodules.synth import build_synthetic
@@ -110,50 +128,68 @@ def _raise_terminated(signum, frame) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="d2m", description="d2m-lab: music-to-dance experiments (Dancing to Music).")
+    p = _Parser(prog="d2m", description="d2m-lab: music-to-dance experiments (Dancing to Music).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="build, import or prepare a dataset")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="SOURCE")
-    s = dsub.add_parser("synth", help="the built-in synthetic music + dance dataset")
-    s.add_argument("--out", required=True)
-    s.add_argument("--clips-per-style", type=int, default=12)
-    s.add_argument("--seconds", type=float, default=30.0)
-    s.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="medium")
-    s.add_argument("--seed", type=int, default=0)
+    s = dsub.add_parser("synth", help="the built-in synthetic music + dance dataset",
+                        description="Build the procedural music + dance dataset (ballet, zumba, hiphop) in the "
+                        "canonical format; deterministic by seed.")
+    s.add_argument("--out", required=True, help="folder to create for the dataset")
+    s.add_argument("--clips-per-style", type=int, default=12, help="clips of each style")
+    s.add_argument("--seconds", type=float, default=30.0, help="length of each clip in seconds")
+    s.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="medium",
+                   help="how often the music drops its style's tell-tale layers for neutral material")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the whole dataset")
     s.add_argument("--force", action="store_true", help=FORCE_HELP)
     s.set_defaults(func=_data_synth)
-    s = dsub.add_parser("import-d2m", help="convert the original release's data.zip layout")
-    s.add_argument("src")
-    s.add_argument("--out", required=True)
+    s = dsub.add_parser("import-d2m", help="convert the original release's data.zip layout",
+                        description="Convert the original release's data (unpacked data.zip) into the canonical "
+                        "format, keeping its three styles and its normalisation statistics.")
+    s.add_argument("src", help="the unpacked data.zip folder")
+    s.add_argument("--out", required=True, help="folder to create for the canonical dataset")
     s.add_argument("--force", action="store_true", help=FORCE_HELP)
     s.set_defaults(func=_data_import)
-    s = dsub.add_parser("prepare", help="your own keypoints (OpenPose JSON or .npy) and audio")
-    s.add_argument("--keypoints", required=True)
-    s.add_argument("--audio", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--labels", default=None,
-                   help="CSV with columns name (or clip_id), style and optionally split (default: folder names)")
+    s = dsub.add_parser(
+        "prepare", help="your own keypoints (OpenPose JSON or .npy) and audio",
+        description="Turn your own dance keypoints and their music into a canonical dataset, which "
+        "`d2m run demo data.source=canonical data.root=OUT` then trains on. Each clip under --keypoints is a "
+        "folder of OpenPose JSON files (BODY_25 or COCO-18, one per frame) or one .npy file (frames, joints, 2|3); "
+        "its music is the file under --audio with the same name (wav, flac, ogg, mp3, ...). Keypoints are "
+        "resampled to 15 fps, mapped to the 14 joints and gaps filled; audio features, train/val/test splits "
+        "and normalisation statistics are computed; nothing is written unless every clip is good.")
+    s.add_argument("--keypoints", required=True,
+                   help="folder of clips (a folder of JSON files or one .npy each), in <style>/ unless --labels")
+    s.add_argument("--audio", required=True, help="folder holding one music file per clip, named like the clip")
+    s.add_argument("--out", required=True, help="folder to create for the dataset")
+    s.add_argument("--labels", default=None, metavar="CSV",
+                   help="CSV with columns name (or clip_id) and style, optionally split "
+                   "(default: the style is the name of the folder holding the clip)")
     s.add_argument("--fps", type=float, default=None,
-                   help="the keypoints' frame rate, e.g. 30 (default: the usual rate nearest frames / music seconds)")
+                   help="the keypoints' frame rate, e.g. 30 (default: the usual camera rate nearest "
+                   "keypoint frames / music seconds, printed with the mismatch it implies)")
     s.add_argument("--tolerance", type=float, default=None, metavar="SECONDS",
-                   help="largest keypoints-music duration difference accepted (default: PrepareConfig's, 1 s)")
+                   help="largest keypoints-music duration difference accepted (default: 1 s)")
     s.add_argument("--force", action="store_true", help=FORCE_HELP)
     s.set_defaults(func=_data_prepare)
 
     s = sub.add_parser("run", help="one experiment through all stages; prints the run directory")
     s.add_argument("config", help="YAML file or built-in name (tiny, demo, paper)")
     s.add_argument("overrides", nargs="*", help="key=value overrides, e.g. composition.losses.kl.enabled=false")
+    s.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     s.set_defaults(func=_run)
 
     s = sub.add_parser("train", help="one stage (and what it needs); prints the run directory")
-    s.add_argument("stage", choices=["style", "decomposition", "composition"])
-    s.add_argument("config")
-    s.add_argument("overrides", nargs="*")
+    s.add_argument("stage", choices=["style", "decomposition", "composition"], help="the stage to train")
+    s.add_argument("config", help="YAML file or built-in name (tiny, demo, paper)")
+    s.add_argument("overrides", nargs="*", help="key=value overrides, e.g. style.arch=improved")
+    s.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     s.set_defaults(func=_train)
 
     s = sub.add_parser("evaluate", help="score a run directory (writes RUN_DIR/metrics.json), or the controls")
-    s.add_argument("run_dir", nargs="?", default=None)
+    s.add_argument("run_dir", nargs="?", default=None,
+                   help="a run directory printed by d2m run (or made by d2m import-original); not with --controls")
     s.add_argument("--controls", action="store_true", help="score the control dances; writes DIR/controls.csv/.md")
     s.add_argument("--data", default=None, help="dataset root for --controls (default: the built-in dataset)")
     s.add_argument("--out", default=None, metavar="DIR", help="output folder for --controls")
@@ -161,32 +197,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_evaluate)
 
     s = sub.add_parser("generate", help="dances for your music from a trained run")
-    s.add_argument("--run", required=True)
-    s.add_argument("--audio", required=True)
-    s.add_argument("--out", required=True, help="FILE.mp4, FILE.gif or FILE.npy")
-    s.add_argument("--samples", type=int, default=1)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--run", required=True, help="a finished run directory (d2m run or d2m import-original)")
+    s.add_argument("--audio", required=True, help="the music: wav, flac, ogg, mp3, ...")
+    s.add_argument("--out", required=True,
+                   help="FILE.mp4 (with the music), FILE.gif or FILE.npy; keypoints also go to FILE.npy and FILE.json")
+    s.add_argument("--samples", type=int, default=1, help="dances to generate for the music")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the generated dances")
     s.add_argument("--beat-warp", action="store_true", help="move kinematic beats onto the music's beats")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_generate)
 
     s = sub.add_parser("ablate", help="run a matrix of experiments; writes results/<matrix name>/")
-    s.add_argument("matrix")
-    s.add_argument("--jobs", type=int, default=1, help="cells run at once")
-    s.add_argument("--export-sweep", default=None, metavar="FILE", help="write the grid as a W&B sweep and stop")
-    s.add_argument("--cell", default=None, help="run only this cell")
-    s.add_argument("--seed", type=int, default=None, help="run only this seed")
-    s.add_argument("--device", default=None, help="run only this device")
+    s.add_argument("matrix", help="matrix YAML file or built-in name (e.g. demo, style-extractor, ablations)")
+    s.add_argument("--jobs", type=int, default=1, help="cells run at once, each in its own process")
+    s.add_argument("--export-sweep", default=None, metavar="FILE",
+                   help="write the grid as a W&B sweep and stop (default: run the matrix)")
+    s.add_argument("--cell", default=None, help="run only this cell (default: every cell)")
+    s.add_argument("--seed", type=int, default=None, help="run only this seed (default: every seed of the matrix)")
+    s.add_argument("--device", default=None, help="run only this device (default: every device of the matrix)")
+    s.add_argument("--quiet", action="store_true", help="no live status of the running cells")
     s.set_defaults(func=_ablate)
 
     s = sub.add_parser("bench", help="training-step timing per module on CPU and CUDA")
-    s.add_argument("--devices", default="cpu,cuda")
-    s.add_argument("--preset", choices=["paper", "small", "tiny"], default="paper")
-    s.add_argument("--steps", type=int, default=20)
-    s.add_argument("--out", default="results/bench")
-    s.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    s.add_argument("--devices", default="cpu,cuda",
+                   help="comma-separated devices; cuda means every CUDA device present (skipped where none is)")
+    s.add_argument("--preset", choices=["paper", "small", "tiny"], default="paper", help="network and batch sizes")
+    s.add_argument("--steps", type=int, default=20, help="timed training steps per module and device")
+    s.add_argument("--out", default="results/bench", help="folder for the timing tables and plots")
+    s.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16 runs CUDA steps in bf16 autocast; CPU steps stay fp32")
     s.add_argument("--compile", action="store_true", help="torch.compile the networks")
-    s.add_argument("--modules", default=None, help="comma-separated subset of the benchmarked modules")
+    s.add_argument("--modules", default=None, help="comma-separated subset of the benchmarked modules (default: all)")
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.set_defaults(func=_bench)
 
     s = sub.add_parser("import-original", help="the original release's checkpoints into a run directory")
@@ -201,9 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
+    from experiments.progress import ENV_MODE
+    from experiments.quiet import install
+
+    install()
     args = build_parser().parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None  # unwind, cleaning up
+    if getattr(args, "quiet", False):
+        os.environ[ENV_MODE] = "off"  # read by the trainers and the matrix status, here and in child processes
     try:
         args.func(args)
     except D2MError as err:

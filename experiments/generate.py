@@ -5,6 +5,9 @@ pose and feature statistics and the dataset's feature spec, so new music gets ex
 the model was trained on. Outputs, each written atomically:
 
 - keypoints in pixels, `<out>.npy` (samples, T, 14, 2), and the same with metadata in `<out>.json`;
+  a run imported without data statistics (`d2m import-original` without `--data`) has none to undo
+  the normalisation with, so its keypoints stay in normalised units: the console says so and the
+  JSON's `units` names them;
 - for `.mp4` / `.gif` targets, one stick-figure video per sample (the MP4 carries the music),
   suffixed `_0`, `_1`, ... when there are several samples.
 """
@@ -12,6 +15,7 @@ the model was trained on. Outputs, each written atomically:
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +27,18 @@ from datamodules.errors import D2MError
 from datamodules.skeleton import JOINT_NAMES
 from experiments.rundir import load_run
 
-__all__ = ["OUTPUT_SUFFIXES", "feature_config", "generate_from_run", "sample_paths"]
+__all__ = ["NORMALISED_UNITS", "OUTPUT_SUFFIXES", "PIXEL_UNITS", "feature_config", "generate_from_run",
+           "keypoint_units", "sample_paths"]
 
 OUTPUT_SUFFIXES = (".mp4", ".gif", ".npy")
+PIXEL_UNITS = "pixels (x right, y down)"
+NORMALISED_UNITS = "normalised (no data statistics: pose mean 0, std 1; x right, y down)"
+
+
+def keypoint_units(pose_mean: torch.Tensor, pose_std: torch.Tensor) -> str:
+    """Pixels, unless the statistics are the identity that an import without a dataset leaves."""
+    identity = bool(torch.all(pose_mean == 0)) and bool(torch.all(pose_std == 1))
+    return NORMALISED_UNITS if identity else PIXEL_UNITS
 
 
 def sample_paths(out_path: str | Path, samples: int) -> list[Path]:
@@ -75,6 +88,10 @@ def generate_from_run(
     module.eval()
     hp = module.hparams
     spec = feature_config(hp.get("feature_spec"))
+    units = keypoint_units(module.pose_mean, module.pose_std)
+    if units == NORMALISED_UNITS:
+        print(f"d2m generate: {run_dir} has no data statistics (imported without --data), so the keypoints are in "
+              "normalised units, not pixels; import again with --data DATASET to get pixels", file=sys.stderr)
 
     wave = load_audio(audio, spec.sample_rate)
     features = np.asarray(compute_features(wave, spec.sample_rate, spec), dtype=np.float32)
@@ -111,7 +128,7 @@ def generate_from_run(
         "run": str(run_dir),
         "checkpoint": str(checkpoint),
         "joints": list(JOINT_NAMES),
-        "units": "pixels (x right, y down)",
+        "units": units,
         "keypoints": np.round(keypoints, 2).tolist(),
     })
     return [*written, npy, meta]

@@ -47,20 +47,22 @@ def make_loggers(cfg: DictConfig, stage: str, stage_dir: Path, run_label: str) -
         kwargs: dict[str, Any] = {}
         if cfg.logging.entity:
             kwargs["entity"] = cfg.logging.entity
-        loggers.append(
-            WandbLogger(
-                project=cfg.logging.project,
-                name=f"{run_label}/{stage}",
-                group=cfg.group,
-                job_type=stage,
-                tags=run_tags(cfg),
-                config=to_container(cfg),
-                save_dir=str(stage_dir),
-                mode=cfg.logging.mode,
-                log_model=False,
-                **kwargs,
-            )
+        wandb_logger = WandbLogger(
+            project=cfg.logging.project,
+            name=f"{run_label}/{stage}",
+            group=cfg.group,
+            job_type=stage,
+            tags=run_tags(cfg),
+            config=to_container(cfg),
+            save_dir=str(stage_dir),
+            mode=cfg.logging.mode,
+            log_model=False,
+            **kwargs,
         )
+        # Lightning passes `anonymous=None` to wandb.init, and W&B warns that the setting is gone; leaving
+        # it out changes nothing else (the run starts lazily, on first use, from these arguments).
+        wandb_logger._wandb_init.pop("anonymous", None)
+        loggers.append(wandb_logger)
     return loggers
 
 

@@ -34,6 +34,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from datamodules.atomic import WriteError, write_bytes
 from datamodules.errors import D2MError, Terminated
+from experiments.progress_callback import progress_setup
 from experiments.timing import StepTimer
 
 
@@ -193,7 +194,8 @@ def build_trainer(
         save_top_k=1,
     )
     timer = StepTimer(batch_size=optim.batch_size)
-    callbacks: list[pl.Callback] = [checkpoint, timer]
+    show_bar, progress_callbacks = progress_setup(stage_dir.name.rsplit("-", 1)[0], cfg.trainer.progress_bar)
+    callbacks: list[pl.Callback] = [checkpoint, timer, *progress_callbacks]
     if optim.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode=monitor_mode, patience=optim.early_stopping_patience))
     trainer = D2MTrainer(
@@ -210,7 +212,7 @@ def build_trainer(
         logger=loggers or False,
         callbacks=callbacks,
         log_every_n_steps=cfg.trainer.log_every_n_steps,
-        enable_progress_bar=cfg.trainer.progress_bar,
+        enable_progress_bar=show_bar,
         enable_model_summary=False,
         default_root_dir=str(stage_dir),
         num_sanity_val_steps=0,
