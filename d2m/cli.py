@@ -191,8 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir", nargs="?", default=None,
                    help="a run directory printed by d2m run (or made by d2m import-original); not with --controls")
     s.add_argument("--controls", action="store_true", help="score the control dances; writes DIR/controls.csv/.md")
-    s.add_argument("--data", default=None, help="dataset root for --controls (default: the built-in dataset)")
-    s.add_argument("--out", default=None, metavar="DIR", help="output folder for --controls")
+    s.add_argument("--data", default=None,
+                   help="dataset root for --controls (default: the built-in dataset, built on first use)")
+    s.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder for --controls (default: none; required with --controls)")
     s.add_argument("--cache", default="runs/cache", help="dance-classifier cache folder")
     s.set_defaults(func=_evaluate)
 
