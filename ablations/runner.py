@@ -4,21 +4,21 @@ Each cell is `python -m d2m run BASE overrides...` in a child process, so a cras
 memory in one cell cannot take the others down, and parallel cells do not share a torch thread pool.
 Cells whose run directory is done are skipped; cells sharing a stage wait on that stage's file lock
 and find it trained. The state of every cell is kept in results/<name>/cells.json, and the tables
-are rebuilt from the run directories at the end.
+are rebuilt from the run directories at the end. Where the child processes live (threads here,
+or submitit jobs on a SLURM cluster) is the launcher's business (`ablations/launchers.py`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from ablations.launchers import make_launcher
 from ablations.matrix import CellRun, expand, load_matrix
 from ablations.sweep import write_sweep
 from ablations.tables import build_tables, metrics_for
@@ -86,6 +86,7 @@ def run_matrix(
     only_device: str | None = None,
     results_dir: Path = RESULTS_DIR,
     extra_overrides: list[str] | tuple[str, ...] = (),
+    launcher: str = "local",
 ) -> Path:
     """Run every pending cell of a matrix and write its tables; returns results/<name>/."""
     matrix = load_matrix(path)
@@ -102,24 +103,27 @@ def run_matrix(
     ]
     out = results_dir / matrix.name
     out.mkdir(parents=True, exist_ok=True)
+    launch = make_launcher(launcher, out)
     entries: list[dict[str, Any]] = []
     todo: list[CellRun] = []
     for r in runs:
-        if r.device == "cuda" and not torch.cuda.is_available():
+        if r.device == "cuda" and not launch.cuda_available():
             entries.append({"cell": r.cell, "seed": r.seed, "device": r.device, "run_dir": str(run_dir(r.cfg)),
                             "status": "skipped", "note": "no CUDA device present"})
         else:
             todo.append(r)
     jobs = max(1, min(jobs, len(todo) or 1))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = launch.threads(jobs)
     base = resolve_path(matrix.base).resolve()
-    print(f"matrix {matrix.name}: {len(todo)} runs ({len(entries)} skipped), {jobs} at a time", file=sys.stderr)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for result in pool.map(lambda r: _run_cell(r, base, matrix.until, out / "logs", threads), todo):
-            entries.append(result)
-            write_json(out / "cells.json", entries)
-            print(f"  {result['cell']} seed {result['seed']} {result['device']}: {result['status']}"
-                  + (f" ({result.get('error')})" if result["status"] == "failed" else ""), file=sys.stderr)
+    print(f"matrix {matrix.name}: {len(todo)} runs ({len(entries)} skipped), {jobs} at a time, "
+          f"{launch.describe()}", file=sys.stderr)
+    cell_fn = functools.partial(_run_cell, base=base, until=matrix.until, log_dir=out / "logs",
+                                threads=threads)
+    for result in launch.map(cell_fn, todo, jobs):
+        entries.append(result)
+        write_json(out / "cells.json", entries)
+        print(f"  {result['cell']} seed {result['seed']} {result['device']}: {result['status']}"
+              + (f" ({result.get('error')})" if result["status"] == "failed" else ""), file=sys.stderr)
     write_json(out / "cells.json", entries)
     build_tables(out, entries, baseline=matrix.baseline, title=matrix.name, table_name=matrix.table,
                  metrics=metrics_for(matrix.until, entries), wandb_cfg=runs[0].cfg if runs else None)
