@@ -143,3 +143,18 @@ def test_make_gpu_check_without_cuda_runs_every_part_it_can(tmp_path):
     assert summary["parts"]["env"]["cuda"] is False and summary["parts"]["env"]["packages"]["omegaconf"] != "absent"
     assert summary["parts"]["tests"]["ok"] and "skipped" in summary["parts"]["tests"]["line"]
     assert "test_gpu_bench.py" in summary["parts"]["tests"]["files"]
+
+
+@pytest.mark.parametrize("key", ["decomposition", "composition", "style-original", "style-improved"])
+def test_step_flops_scale_exactly_with_the_batch(key):
+    """The GPU rows' FLOPs are a small CPU count scaled by the batch: that needs every product linear in it."""
+    from ablations.bench_cases import build_module, make_batch
+    from ablations.bench_measure import count_flops, plain_stepper
+    from ablations.gpu_measure import FLOP_BATCH, case, config_at, step_flops
+
+    c = case(key)
+    cfg = config_at(c, "tiny", 2 * FLOP_BATCH)
+    torch.manual_seed(0)
+    module = build_module(c, cfg).train()
+    direct = count_flops(plain_stepper(module, c.family, torch.device("cpu")), make_batch(c, cfg, "cpu", 0))
+    assert direct > 0 and step_flops(c, "tiny", 2 * FLOP_BATCH) == direct
