@@ -408,11 +408,15 @@ def _fmt(x: Any, digits: int = 3) -> str:
 
 def pair_speedup(grid: list[dict[str, Any]], cpu_rows: list[dict[str, Any]], batch: int = PAIR_BATCH,
                  precision: str = "fp32") -> dict[str, Any] | None:
-    """The decomposition + composition plain-loop iteration at `batch` on CUDA against the carried CPU rows."""
-    def ms(rows: list[dict[str, Any]], key: str, **where: Any) -> float | None:
+    """The decomposition + composition plain-loop iteration at `batch` on CUDA against the carried CPU rows.
+
+    The verdict uses the CPU's CPU-time figure where the rows have one (about an idle core's time, the
+    smaller and so the stricter of the two), else its wall time.
+    """
+    def ms(rows: list[dict[str, Any]], key: str, field: str = "plain_ms_per_step", **where: Any) -> float | None:
         for r in rows:
             if r.get("module") == key and all(r.get(k) == v for k, v in where.items()):
-                v = r.get("plain_ms_per_step")
+                v = r.get(field)
                 return float(v) if v is not None and math.isfinite(float(v)) else None
         return None
 
@@ -420,9 +424,13 @@ def pair_speedup(grid: list[dict[str, Any]], cpu_rows: list[dict[str, Any]], bat
     cpu = [ms(cpu_rows, k, batch=batch) for k in PAIR]
     if None in gpu or None in cpu:
         return None
-    speedup = sum(cpu) / sum(gpu)
-    return {"batch": batch, "precision": precision, "cpu_ms": sum(cpu), "gpu_ms": sum(gpu), "speedup": speedup,
-            "target": TARGET_SPEEDUP, "met": speedup >= TARGET_SPEEDUP}
+    cpu_time = [ms(cpu_rows, k, "cpu_ms_per_step", batch=batch) for k in PAIR]
+    out = {"batch": batch, "precision": precision, "cpu_ms": sum(cpu), "gpu_ms": sum(gpu),
+           "speedup": sum(cpu) / sum(gpu), "target": TARGET_SPEEDUP}
+    if None not in cpu_time:
+        out.update(cpu_time_ms=sum(cpu_time), speedup_cpu_time=sum(cpu_time) / sum(gpu))
+    out["met"] = out.get("speedup_cpu_time", out["speedup"]) >= TARGET_SPEEDUP
+    return out
 
 
 def summary_markdown(work: Path, data: Path, results: dict[str, Any]) -> str:
@@ -443,10 +451,12 @@ def summary_markdown(work: Path, data: Path, results: dict[str, Any]) -> str:
         if cpu:
             pair = pair_speedup(grid, cpu["rows"])
             if pair:
+                cpu_time = (f", {pair['cpu_time_ms']:.0f} ms of CPU time ({pair['speedup_cpu_time']:.1f}x)"
+                            if "cpu_time_ms" in pair else "")
                 lines += [f"Decomposition + composition iteration at batch {pair['batch']} (plain loop, fp32): "
-                          f"{pair['cpu_ms']:.0f} ms on the reference CPU ({cpu['threads']} threads, "
-                          f"{cpu['cpu_count']} cores) vs {pair['gpu_ms']:.1f} ms on CUDA: {pair['speedup']:.1f}x "
-                          f"(target {pair['target']:.0f}x: {'met' if pair['met'] else 'not met'}).", ""]
+                          f"{pair['gpu_ms']:.1f} ms on CUDA; on the reference CPU ({cpu['threads']} threads, "
+                          f"{cpu['cpu_count']} cores) {pair['cpu_ms']:.0f} ms wall ({pair['speedup']:.1f}x)"
+                          f"{cpu_time}; target {pair['target']:.0f}x: {'met' if pair['met'] else 'not met'}.", ""]
         else:
             lines += [f"No CPU reference ({cpu_file}): speed-ups against the CPU need `make gpu-check-prepare "
                       "CPU_REF=1` on the CPU machine.", ""]
@@ -472,9 +482,9 @@ def _grid_table(grid: list[dict[str, Any]], cpu_rows: list[dict[str, Any]], peak
                 return float(v) if v is not None and math.isfinite(float(v)) else None
         return None
 
-    cpu = {(r["module"], int(r["batch"])): r["plain_ms_per_step"] for r in cpu_rows}
-    out = ["| module | batch | precision | compiled | ms/step (Lightning) | plain ms | CPU plain ms | speed-up vs CPU "
-           "| vs fp32 | peak MiB | TFLOP/s | % of bf16 peak | paper budget (h) | note |",
+    cpu = {(r["module"], int(r["batch"])): r.get("cpu_ms_per_step", r["plain_ms_per_step"]) for r in cpu_rows}
+    out = ["| module | batch | precision | compiled | ms/step (Lightning) | plain ms | CPU ms (CPU time) "
+           "| speed-up vs CPU | vs fp32 | peak MiB | TFLOP/s | % of bf16 peak | paper budget (h) | note |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     bf16_peak = peaks.get("bf16")
     for r in grid:

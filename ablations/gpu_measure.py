@@ -193,7 +193,12 @@ def largest_batch(probe: Callable[[int], tuple[float, float]], start: int = 64, 
 
 def cpu_reference(keys: list[str], batches: list[int], steps: int = 2, threads: int | None = None,
                   preset: str = "paper") -> dict[str, Any]:
-    """Plain-loop ms per step on this machine's CPU, per module and batch (one warm-up step dropped)."""
+    """Plain-loop ms per step on this machine's CPU, per module and batch (one warm-up step dropped).
+
+    Besides the wall time it records the process's CPU time per step: on a machine shared with other
+    work the wall time is an upper bound, while the CPU time of a single-threaded step is about what
+    the step takes on an idle core. Speed-ups are quoted against both.
+    """
     import os
     import platform
 
@@ -207,9 +212,16 @@ def cpu_reference(keys: list[str], batches: list[int], steps: int = 2, threads: 
             cfg = config_at(c, preset, batch)
             torch.manual_seed(0)
             module = build_module(c, cfg).train()
-            timed = time_plain(plain_stepper(module, c.family, cpu), make_batch(c, cfg, cpu, 0), cpu, steps, 1)
+            step, data = plain_stepper(module, c.family, cpu), make_batch(c, cfg, cpu, 0)
+            time_plain(step, data, cpu, steps=1, warmup=0)  # first allocations, not timed
+            t0 = time.process_time()
+            timed = time_plain(step, data, cpu, steps, 0)
+            cpu_ms = 1000.0 * (time.process_time() - t0) / steps
             rows.append({"module": key, "batch": batch, "plain_ms_per_step": timed.median_ms,
-                         "steps": steps, "step_ms": timed.step_ms})
+                         "cpu_ms_per_step": cpu_ms, "steps": steps, "step_ms": timed.step_ms,
+                         "load": os.getloadavg()[0]})
+            print(f"cpu reference: {key} batch {batch}: {timed.median_ms:.0f} ms wall, {cpu_ms:.0f} ms of CPU time",
+                  flush=True)
             del module
             gc.collect()
     return {"rows": rows, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count() or 0,

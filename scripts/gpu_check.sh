@@ -10,8 +10,11 @@
 # The target GPU machine has torch, Lightning, pandas, seaborn, scipy, matplotlib and tqdm, but no
 # omegaconf, wandb or librosa and no registry. So, once, on a machine with the project's venv:
 #   make gpu-check-prepare CPU_REF=1    # dataset + librosa reference features + CPU timings + wheels
-# then on the GPU machine (through the device tool: carry [".whl", "data/gpu-check"], timeout_s 600):
+# then on the GPU machine, from a copy of the repository that also holds those two ignored folders
+# (a remote runner: carry [".whl", "data/gpu-check"], time limit 600 s, results collected from $OUT):
 #   bash scripts/gpu_check.sh /tmp/gpu-check $OUT
+# $OUT then holds 4 files: summary.md, summary.json, gpu-check.log and gpu-check.tar.gz (all of WORK
+# but checkpoints). Budget: about 10 s of set-up, at most 450 s of parts, a few seconds of packing.
 # Without a CUDA device every CUDA part prints "no CUDA device: skipped ..." and the rest still runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -107,3 +107,17 @@ def test_submitit_matrix_gives_the_local_runners_folders_tables_and_resume(tiny_
     for name in ("full", "no-kl"):  # finished runs are answered here, not submitted again
         assert again[(name, "cpu")]["note"] == "already finished" and "job_id" not in again[(name, "cpu")]
     assert (results / "m" / "ablation.csv").read_bytes() == before
+
+
+def test_the_cli_passes_the_launcher_through(monkeypatch):
+    import ablations.runner
+    from d2m.cli import build_parser, main
+
+    assert build_parser().parse_args(["ablate", "m.yaml"]).launcher == "local"
+    seen = {}
+    monkeypatch.setattr(ablations.runner, "run_matrix", lambda path, **kw: seen.update(kw) or path)
+    assert main(["ablate", "m.yaml", "--launcher", "submitit", "--jobs", "3"]) == 0
+    assert seen["launcher"] == "submitit" and seen["jobs"] == 3
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["ablate", "m.yaml", "--launcher", "pbs"])
+    assert exit_info.value.code == 2
