@@ -13,6 +13,8 @@ and prints one line: what it found, or `no CUDA device: skipped ...`, or why it 
 - features  the torchaudio feature path on CUDA against librosa's numbers from the reference file
 - tests     the tests marked `gpu`
 - grid      each module at batch 256 and 64, fp32 and bf16, then compiled at 256 (CUDA only)
+- profile   where a decomposition and a composition step's time goes at batch 256: kernel-busy
+            share of the wall time, kernels per step, the ops with the most kernel time
 - bench     `d2m bench --devices cpu,cuda --preset paper` at the paper's batch (fp32)
 - maxbatch  the largest batch that fits per module, doubling until an allocation fails
 - train     `d2m run` of the tiny and the small preset on CUDA, on the carried dataset
@@ -57,6 +59,7 @@ PARTS: dict[str, tuple[float, str]] = {
     "features": (40, "the torchaudio feature check on CUDA"),
     "tests": (45, ""),
     "grid": (130, "the CUDA timings at batch 64 and 256 (fp32, bf16, compiled)"),
+    "profile": (40, "the CUDA profile of the decomposition and composition steps"),
     "maxbatch": (80, "the largest-batch search"),
     "train": (100, "the CUDA training runs of the tiny and small presets"),
     "bench": (150, "d2m bench --devices cpu,cuda --preset paper (the CPU column is `make bench-cpu-vs-gpu`)"),
@@ -239,6 +242,26 @@ def part_grid(work: Path, data: Path) -> dict[str, Any]:
             "rows": len(rows), "peaks": peaks}
 
 
+def part_profile(work: Path, data: Path) -> dict[str, Any]:
+    import torch
+
+    from ablations.gpu_measure import profile_step
+
+    if not _cuda():
+        return {"skipped": f"{NO_CUDA} {PARTS['profile'][1]}"}
+    pl = plan()
+    profiles = []
+    for precision in ("fp32", "bf16"):
+        for key in PAIR:
+            profiles.append(profile_step(key, torch.device(pl.device), pl.batches[0], preset=pl.preset,
+                                         precision=precision))
+            save_partial(work, "profile", {"profiles": profiles, "line": f"{len(profiles)} profiles so far"})
+    busy = [p["busy_share"] for p in profiles if p["busy_share"] is not None]
+    line = f"{len(profiles)} profiles at batch {pl.batches[0]}" + (
+        f"; kernels busy {min(busy):.0%}-{max(busy):.0%} of the wall time" if busy else "")
+    return {"profiles": profiles, "line": line}
+
+
 def part_bench(work: Path, data: Path) -> dict[str, Any]:
     if not _cuda():
         return {"skipped": f"{NO_CUDA} {PARTS['bench'][1]}"}
@@ -319,7 +342,7 @@ def part_train(work: Path, data: Path) -> dict[str, Any]:
 
 def run_part(name: str, work: Path, data: Path) -> dict[str, Any]:
     fn = {"env": part_env, "features": part_features, "tests": part_tests, "grid": part_grid,
-          "bench": part_bench, "train": part_train}[name]
+          "profile": part_profile, "bench": part_bench, "train": part_train}[name]
     return fn(work, data)
 
 
@@ -402,7 +425,7 @@ def _fmt(x: Any, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "-"
     if isinstance(x, float):
-        return f"{x:.{digits}g}"
+        return f"{x:.0f}" if abs(x) >= 1000 else f"{x:.{digits}g}"
     return str(x)
 
 
@@ -460,6 +483,16 @@ def summary_markdown(work: Path, data: Path, results: dict[str, Any]) -> str:
         else:
             lines += [f"No CPU reference ({cpu_file}): speed-ups against the CPU need `make gpu-check-prepare "
                       "CPU_REF=1` on the CPU machine.", ""]
+    profiles = results.get("profile", {}).get("profiles")
+    if profiles:
+        lines += ["| module | batch | precision | wall ms/step | kernel ms/step | kernels busy | kernels/step "
+                  "| heaviest ops (share of kernel time) |", "|---|---|---|---|---|---|---|---|"]
+        for pr in profiles:
+            top = ", ".join(f"{t['op'][:40]} {t['share']:.0%}" for t in pr["top"][:3])
+            lines.append(f"| {pr['module']} | {pr['batch']} | {pr['precision']} | {_fmt(pr['wall_ms'])} | "
+                         f"{_fmt(pr['busy_ms'])} | {_fmt(pr['busy_share'])} | {_fmt(pr['kernels_per_step'])} | "
+                         f"{top.replace('|', '/')} |")
+        lines.append("")
     mb = results.get("maxbatch", {}).get("modules")
     if mb:
         lines += ["| module | largest batch | peak MiB | why the doubling stopped |", "|---|---|---|---|"]

@@ -11,6 +11,7 @@ the batch size set through the config as a run would set it, so a row here and a
 - `cpu_reference`: plain-loop step times on this machine's CPU, carried to the GPU machine so that
   its speed-ups are against this CPU (no GPU machine has to spend minutes re-measuring it).
 - `feature_check`: a feature path held to librosa's numbers stored in a reference file.
+- `profile_step`: where a step's time goes (device-busy share, kernels per step, heaviest ops).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ablations.bench_measure import count_flops, plain_stepper, synchronize, tim
 from datamodules.errors import D2MError
 
 __all__ = ["OOM_MARKERS", "case", "config_at", "cpu_reference", "feature_check", "grid_rows", "is_oom",
-           "largest_batch", "probe_step", "step_flops"]
+           "largest_batch", "probe_step", "profile_step", "step_flops"]
 
 # What a failed allocation says besides torch.OutOfMemoryError: cuBLAS and cuDNN report their own.
 OOM_MARKERS = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
@@ -274,3 +275,57 @@ def feature_check(path: Path, compute: Callable[[np.ndarray, int, Any], np.ndarr
                               "max_abs_diff": diff, "seconds": seconds, "ok": bool(same_shape and diff <= atol)}
     result["ok"] = bool(names) and all(w["ok"] for w in result["waves"].values())
     return result
+
+
+def profile_step(key: str, device: torch.device, batch: int, preset: str = "paper", precision: str = "fp32",
+                 steps: int = 3, warmup: int = 3) -> dict[str, Any]:
+    """Where a plain training step's time goes: device-busy share, kernels per step, the heaviest ops.
+
+    With `torch.profiler` over `steps` steps after `warmup`: on CUDA, the kernel time per step against
+    the wall time per step (a low share means the GPU waits on launches: latency-bound), the number
+    of kernels launched per step, and the ops with the most kernel time. On the CPU, the ops with the
+    most CPU time. The profiler's own overhead makes the wall time a little longer than unprofiled.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    c = case(key)
+    cfg = config_at(c, preset, batch)
+    torch.manual_seed(0)
+    module = build_module(c, cfg).to(device).train()
+    data = make_batch(c, cfg, device, 0)
+    step = plain_stepper(module, c.family, device, precision)
+    for i in range(warmup):
+        step(data, i)
+    synchronize(device)
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        for i in range(steps):
+            step(data, warmup + i)
+        synchronize(device)
+        wall_ms = 1000.0 * (time.perf_counter() - t0) / steps
+
+    def on_device(e) -> bool:
+        return str(getattr(e, "device_type", "")).endswith("CUDA")
+
+    def own_us(e) -> float:  # an op's own kernel time on CUDA, its own CPU time on the CPU
+        if cuda:
+            return float(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0)))
+        return float(e.self_cpu_time_total)
+
+    averages = sorted((e for e in prof.key_averages() if not on_device(e)), key=own_us, reverse=True)
+    kernels = None
+    if cuda:  # the kernels themselves: their count, and their summed duration as the busy time
+        device_events = [e for e in prof.events() if on_device(e)]
+        kernels = len(device_events) / steps
+        busy_ms = sum(e.time_range.elapsed_us() for e in device_events) / 1000.0 / steps
+    else:
+        busy_ms = sum(own_us(e) for e in averages) / 1000.0 / steps
+    top = [{"op": e.key, "ms_per_step": own_us(e) / 1000.0 / steps,
+            "share": own_us(e) / 1000.0 / steps / busy_ms if busy_ms > 0 else float("nan")} for e in averages[:6]]
+    del module, step, data
+    _free()
+    return {"module": key, "batch": batch, "precision": precision, "device": str(device), "wall_ms": wall_ms,
+            "busy_ms": busy_ms, "busy_share": busy_ms / wall_ms if cuda and wall_ms > 0 else None,
+            "kernels_per_step": kernels, "top": top}

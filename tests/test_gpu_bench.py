@@ -48,3 +48,11 @@ def test_the_torch_spectrogram_on_cuda_is_the_cpu_one():
     gpu = torch_power_spectrogram(wave, cfg, "cuda")
     assert gpu.shape == cpu.shape
     assert np.allclose(gpu, cpu, rtol=1e-4, atol=1e-6 * cpu.max())
+
+
+def test_the_profile_of_a_cuda_step_counts_kernels_and_busy_time():
+    from ablations.gpu_measure import profile_step
+
+    res = profile_step("decomposition", CUDA, 8, preset="tiny", steps=2, warmup=1)
+    assert res["kernels_per_step"] > 10 and 0 < res["busy_ms"] <= res["wall_ms"] * 1.05
+    assert 0 < res["busy_share"] <= 1.05 and res["top"] and res["top"][0]["ms_per_step"] > 0

@@ -127,16 +127,16 @@ def run_script(tmp_path, **env):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine the check runs every part")
 def test_without_cuda_each_cuda_part_says_it_was_skipped_and_the_results_are_packed(tmp_path):
-    stdout, work, pack = run_script(tmp_path, GPU_CHECK_PARTS="features,grid,bench,maxbatch,train")
-    for part in ("features", "grid", "bench", "maxbatch", "train"):
+    stdout, work, pack = run_script(tmp_path, GPU_CHECK_PARTS="features,grid,profile,bench,maxbatch,train")
+    for part in ("features", "grid", "profile", "bench", "maxbatch", "train"):
         line = next(ln for ln in stdout.splitlines() if ln.startswith(f"gpu-check {part}:"))
         assert f"{NO_CUDA} " in line, line
     assert sorted(p.name for p in pack.iterdir()) == ["gpu-check.log", "gpu-check.tar.gz", "summary.json",
                                                        "summary.md"]  # within the 8 files a device call returns
     with tarfile.open(pack / "gpu-check.tar.gz") as tar:
         assert "gpu-check/summary.json" in tar.getnames()
-    assert (pack / "gpu-check.log").read_text().count(NO_CUDA) == 5
-    assert (work / "summary.md").read_text().count(NO_CUDA) == 5
+    assert (pack / "gpu-check.log").read_text().count(NO_CUDA) == 6
+    assert (work / "summary.md").read_text().count(NO_CUDA) == 6
 
 
 @pytest.mark.slow
@@ -145,7 +145,7 @@ def test_make_gpu_check_without_cuda_runs_every_part_it_can(tmp_path):
     stdout, work, pack = run_script(tmp_path)
     assert "gpu-check env: no CUDA device;" in stdout
     summary = json.loads((work / "summary.json").read_text())
-    assert set(summary["parts"]) == {"env", "features", "tests", "grid", "bench", "maxbatch", "train"}
+    assert set(summary["parts"]) == {"env", "features", "tests", "grid", "profile", "bench", "maxbatch", "train"}
     assert summary["parts"]["env"]["cuda"] is False and summary["parts"]["env"]["packages"]["omegaconf"] != "absent"
     assert summary["parts"]["tests"]["ok"] and "skipped" in summary["parts"]["tests"]["line"]
     assert "test_gpu_bench.py" in summary["parts"]["tests"]["files"]

@@ -63,7 +63,7 @@ def test_the_gpu_check_rehearsed_on_the_cpu_without_them(bare_python, tiny_datas
     write_reference(data / "features_ref.npz", {"saw": saw}, cfg.sample_rate, cfg)
     work, pack = tmp_path / "work", tmp_path / "out"
     env = {**os.environ, "PYTHON": str(bare_python), "GPU_CHECK_REHEARSE": "1", "GPU_CHECK_DATA": str(data),
-           "GPU_CHECK_PARTS": "env,features,grid,maxbatch,train,bench"}
+           "GPU_CHECK_PARTS": "env,features,grid,profile,maxbatch,train,bench"}
     out = subprocess.run(["bash", "scripts/gpu_check.sh", str(work), str(pack)], cwd=ROOT, capture_output=True,
                          text=True, timeout=900, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -72,6 +72,10 @@ def test_the_gpu_check_rehearsed_on_the_cpu_without_them(bare_python, tiny_datas
     assert "torchaudio does not import" in parts["features"]["skipped"]
     grid = pd.read_csv(work / "grid.csv")
     assert len(grid) == 8 and (grid["ms_per_step"] > 0).all() and (grid["gflop_per_step"] > 0).all()
+    profiles = parts["profile"]["profiles"]
+    assert [(p["module"], p["precision"]) for p in profiles] == [("decomposition", "fp32"), ("composition", "fp32"),
+                                                                  ("decomposition", "bf16"), ("composition", "bf16")]
+    assert all(p["busy_ms"] > 0 and p["top"] for p in profiles)
     for module, res in parts["maxbatch"]["modules"].items():
         assert res["largest"] >= 8, (module, res)
     tiny = parts["train"]["runs"]["tiny"]
