@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from ablations.gpu_check import NO_CUDA, _spawn, check, pair_speedup
+from ablations.gpu_check import NO_CUDA, _spawn, check
 from ablations.gpu_measure import feature_check, largest_batch, write_reference
+from ablations.gpu_report import pair_speedup
 from datamodules.config import FeatureConfig
 from datamodules.errors import D2MError
 
