@@ -16,7 +16,7 @@ D2M := $(BIN)/d2m
 JOBS ?= 2
 
 .PHONY: help setup test test-fast lint demo style-extractor ablation-no-style-regressor ablations \
-        bench-cpu-vs-gpu ballet-only wandb-sync clean-wandb clean
+        bench-cpu-vs-gpu ballet-only wandb-sync clean-wandb clean gpu-check gpu-check-prepare
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-30s %s\n", $$1, $$2}'
@@ -59,6 +59,12 @@ ablations: $(STAMP) ## full model and each alignment loss switched off, 3 seeds
 
 bench-cpu-vs-gpu: $(STAMP) ## per-module training-step timing on CPU and every CUDA device present
 	$(D2M) bench --devices cpu,cuda --preset paper --out results/bench
+
+gpu-check: $(STAMP) ## the CUDA check (GPU tests, bench, batch sizes, CUDA training, torchaudio); results/gpu-check/
+	bash scripts/gpu_check.sh results/gpu-check
+
+gpu-check-prepare: $(STAMP) ## what gpu-check carries to a GPU machine without librosa (CPU_REF=1: CPU timings too)
+	CPU_REF=$(CPU_REF) bash scripts/gpu_check.sh prepare
 
 ballet-only: $(STAMP) ## the whole pipeline on ballet alone, with rendered dances
 	$(D2M) ablate ablations/matrices/ballet-only.yaml --jobs $(JOBS)

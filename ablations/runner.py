@@ -4,21 +4,21 @@ Each cell is `python -m d2m run BASE overrides...` in a child process, so a cras
 memory in one cell cannot take the others down, and parallel cells do not share a torch thread pool.
 Cells whose run directory is done are skipped; cells sharing a stage wait on that stage's file lock
 and find it trained. The state of every cell is kept in results/<name>/cells.json, and the tables
-are rebuilt from the run directories at the end.
+are rebuilt from the run directories at the end. Where the child processes live (threads here,
+or submitit jobs on a SLURM cluster) is the launcher's business (`ablations/launchers.py`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from ablations.launchers import make_launcher
 from ablations.matrix import CellRun, expand, load_matrix
 from ablations.progress import CellBoard, child_env
 from ablations.sweep import write_sweep
@@ -95,6 +95,7 @@ def run_matrix(
     only_device: str | None = None,
     results_dir: Path = RESULTS_DIR,
     extra_overrides: list[str] | tuple[str, ...] = (),
+    launcher: str = "local",
 ) -> Path:
     """Run every pending cell of a matrix and write its tables; returns results/<name>/."""
     matrix = load_matrix(path)
@@ -111,21 +112,25 @@ def run_matrix(
     ]
     out = results_dir / matrix.name
     out.mkdir(parents=True, exist_ok=True)
+    launch = make_launcher(launcher, out)
     entries: list[dict[str, Any]] = []
     todo: list[CellRun] = []
     for r in runs:
-        if r.device == "cuda" and not torch.cuda.is_available():
+        if r.device == "cuda" and not launch.cuda_available():
             entries.append({"cell": r.cell, "seed": r.seed, "device": r.device, "run_dir": str(run_dir(r.cfg)),
                             "status": "skipped", "note": "no CUDA device present"})
         else:
             todo.append(r)
     jobs = max(1, min(jobs, len(todo) or 1))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = launch.threads(jobs)
     base = resolve_path(matrix.base).resolve()
-    print(f"matrix {matrix.name}: {len(todo)} runs ({len(entries)} skipped), {jobs} at a time; "
-          f"each run's log: {out / 'logs'}/", file=sys.stderr)
-    with CellBoard() as board, ThreadPoolExecutor(max_workers=jobs) as pool:
-        for result in pool.map(lambda r: _run_cell(r, base, matrix.until, out / "logs", threads, board), todo):
+    print(f"matrix {matrix.name}: {len(todo)} runs ({len(entries)} skipped), {jobs} at a time, "
+          f"{launch.describe()}; each run's log: {out / 'logs'}/", file=sys.stderr)
+    with CellBoard() as board:
+        # The live board watches the cells' logs from this process; a job elsewhere reports when it ends.
+        cell_fn = functools.partial(_run_cell, base=base, until=matrix.until, log_dir=out / "logs",
+                                    threads=threads, board=board if launch.name == "local" else None)
+        for result in launch.map(cell_fn, todo, jobs):
             entries.append(result)
             write_json(out / "cells.json", entries)
             board.print(f"  {result['cell']} seed {result['seed']} {result['device']}: {result['status']}"

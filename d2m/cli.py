@@ -103,7 +103,7 @@ def _ablate(a: argparse.Namespace) -> None:
     from ablations.runner import run_matrix
 
     print(run_matrix(Path(a.matrix), jobs=a.jobs, export_sweep=a.export_sweep, only_cell=a.cell, only_seed=a.seed,
-                     only_device=a.device))
+                     only_device=a.device, launcher=a.launcher))
 
 
 def _bench(a: argparse.Namespace) -> None:
@@ -218,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=None, help="run only this seed (default: every seed of the matrix)")
     s.add_argument("--device", default=None, help="run only this device (default: every device of the matrix)")
     s.add_argument("--quiet", action="store_true", help="no live status of the running cells")
+    s.add_argument("--launcher", choices=["local", "submitit"], default="local",
+                   help="local: child processes here; submitit: one job per run (SLURM where sbatch exists, "
+                        "else submitit's local executor; D2M_SUBMITIT_CLUSTER, D2M_SUBMITIT=key=value,... set it)")
     s.set_defaults(func=_ablate)
 
     s = sub.add_parser("bench", help="training-step timing per module on CPU and CUDA")
