@@ -3,9 +3,10 @@
 import os
 import time
 
+from wandb_offline import find_offline_runs, read_offline_run
+
 from experiments.config import load_config
 from experiments.loggers import finish_loggers, log_summary, make_loggers, run_tags
-from experiments.wandb_offline import find_offline_runs, read_offline_run
 
 
 def test_offline_run_records_config_group_tags_and_summary(tmp_path, monkeypatch):

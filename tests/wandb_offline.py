@@ -2,7 +2,7 @@
 
 An offline run keeps everything in one `run-<id>.wandb` file: W&B's protobuf records framed as a
 LevelDB-style log (32 KiB blocks; each chunk has a 7-byte header: CRC, length, type). Reading it
-lets tests and users check the group, tags, config and summary that `wandb sync` would upload.
+lets tests check the group, tags, config and summary that `wandb sync` would upload.
 """
 
 from __future__ import annotations
