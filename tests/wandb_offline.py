@@ -71,3 +71,18 @@ def read_offline_run(path: str | Path) -> dict[str, Any]:
                 out["summary"][key] = json.loads(item.value_json)
     out["config"].pop("_wandb", None)
     return out
+
+
+def read_when_written(path: str | Path, summary_keys=(), timeout: float = 30.0) -> dict[str, Any]:
+    """`read_offline_run` once the run record and the given summary keys are in the file.
+
+    W&B's service process may still be writing the file after `finish()` returns, under load.
+    """
+    import time
+
+    deadline = time.time() + timeout
+    while True:
+        run = read_offline_run(path)
+        if ("project" in run and all(k in run["summary"] for k in summary_keys)) or time.time() > deadline:
+            return run
+        time.sleep(0.5)
