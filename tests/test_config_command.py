@@ -36,3 +36,12 @@ def test_bad_paths_are_one_line_errors(tmp_path, capsys):
     assert err.startswith("d2m: error:") and "neither a results folder" in err and len(err.splitlines()) == 1
     assert main(["table", str(tmp_path / "no-such.yaml")]) == 2
     assert "matrix file not found" in capsys.readouterr().err
+
+
+def test_config_stage_choices_are_the_stage_graph():
+    from d2m.cli import build_parser
+    from experiments.stage_graph import STAGES
+
+    config = build_parser()._subparsers._group_actions[0].choices["config"]
+    stage = next(a for a in config._actions if a.dest == "stage")
+    assert tuple(stage.choices) == STAGES
