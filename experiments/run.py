@@ -21,6 +21,19 @@ from experiments.rundir import mark_done, run_dir, run_progress
 from experiments.stage_graph import STAGES, stages_until
 from experiments.stages import is_rank_zero, run_stage
 
+NOT_ROWS = ("metrics", "timings", "report")
+
+
+def _flat(values: dict[str, Any], prefix: str) -> dict[str, float]:
+    """Numbers of a (nested) mapping as flat `prefix/key/...` metrics."""
+    out: dict[str, float] = {}
+    for k, v in values.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}/"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = v
+    return out
+
 
 def _print_event(stage: str, event: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {stage}: {event}", file=sys.stderr, flush=True)
@@ -44,7 +57,10 @@ def run_experiment(cfg: DictConfig, until: str = "evaluation", on_event=_print_e
     timings: dict[str, Any] = {}
     for s, r in records.items():
         metrics.update({f"{s}/{k}": v for k, v in (r.get("metrics") or {}).items()})
-        metrics.update({f"reference/{k}": v for k, v in (r.get("reference") or {}).items()})
+        if s == "evaluation":  # the reference row and any other row the evaluation scores (controls)
+            for row, values in r.items():
+                if row not in NOT_ROWS and isinstance(values, dict):
+                    metrics.update(_flat(values, f"{row}/"))
         if r.get("timings"):
             timings[s] = r["timings"]
     write_json(folder / "stages.json", stages)

@@ -82,8 +82,8 @@ def run_progress(path: str | Path) -> list[str]:
 
 
 def run_reached(path: str | Path, until: str) -> bool:
-    """Whether a run directory went at least as far as `until` (every stage it needs is done)."""
-    return set(stages_until(until)) <= set(run_progress(path))
+    """Whether a run directory finished `until` (a run finishes a stage after every stage it needs)."""
+    return until in run_progress(path)
 
 
 @dataclass
