@@ -26,9 +26,9 @@ from experiments.config import to_container
 from experiments.loggers import finish_loggers, log_summary, make_loggers
 from experiments.rundir import is_done, mark_done, run_name, stage_dir
 from experiments.stage_graph import stage_key, stage_yaml, stages_until
+from experiments.trainer import build_trainer, device_name
 
 __all__ = ["STAGE_FUNCTIONS", "is_rank_zero", "run_stage", "score_composition", "stage_lock", "stages_until"]
-from experiments.trainer import build_trainer, device_name
 
 
 def is_rank_zero() -> bool:
