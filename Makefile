@@ -71,9 +71,11 @@ ballet-only: $(STAMP) ## the whole pipeline on ballet alone, with rendered dance
 
 wandb-sync: $(STAMP) ## upload every offline W&B run under runs/ (needs an account and network)
 	find runs -type d -name 'offline-run-*' -print0 | xargs -0 -r -n 8 -P 4 $(BIN)/wandb sync
+	[ ! -d results ] || find results -type d -name 'offline-run-*' -print0 | xargs -0 -r -n 8 -P 4 $(BIN)/wandb sync
 
 clean-wandb: ## delete the offline W&B folders (tables are built from run directories, not from these)
 	find runs -type d -name wandb -prune -exec rm -rf {} +
+	[ ! -d results ] || find results -type d -name wandb -prune -exec rm -rf {} +
 
 clean: ## delete runs, results and the built dataset
 	rm -rf runs results data

@@ -25,7 +25,7 @@ from typing import Any
 
 from ablations.matrix import CellRun
 from datamodules.errors import D2MError
-from experiments.rundir import is_done, run_dir
+from experiments.rundir import run_dir
 
 __all__ = ["LAUNCHERS", "LocalLauncher", "SubmititLauncher", "make_launcher", "parse_params"]
 
@@ -91,8 +91,8 @@ class SubmititLauncher:
 
     On SLURM every pending run is submitted at once (the scheduler decides what runs when) and a
     CUDA cell asks for one GPU, so CUDA cells are not skipped on a login node without one. With the
-    local or debug executor at most `jobs` run at a time, as with the local launcher. A run whose
-    folder is already done is not submitted: it is answered here, as the local runner answers it.
+    local or debug executor at most `jobs` run at a time, as with the local launcher. Runs that already
+    went as far as the matrix asks never get here: the runner answers them from their folders.
     """
 
     name = "submitit"
@@ -145,13 +145,10 @@ class SubmititLauncher:
     def map(self, fn: CellFn, runs: Iterable[CellRun], jobs: int) -> Iterator[dict[str, Any]]:
         window = None if self.cluster == "slurm" else max(1, jobs)
         pending: deque = deque()
-        for run in runs:
-            if is_done(run_dir(run.cfg)):
-                pending.append((run, None))
-            else:
-                while window is not None and sum(j is not None for _, j in pending) >= window:
-                    yield self._next(fn, pending)
-                pending.append((run, self._submit(fn, run)))
+        for run in runs:  # the runner passes only runs that have not gone as far as the matrix asks
+            while window is not None and sum(j is not None for _, j in pending) >= window:
+                yield self._next(fn, pending)
+            pending.append((run, self._submit(fn, run)))
         while pending:
             yield self._next(fn, pending)
 

@@ -2,10 +2,12 @@
 
 Each cell is `python -m d2m run BASE overrides...` in a child process, so a crash or an exhausted
 memory in one cell cannot take the others down, and parallel cells do not share a torch thread pool.
-Cells whose run directory is done are skipped; cells sharing a stage wait on that stage's file lock
-and find it trained. The state of every cell is kept in results/<name>/cells.json, and the tables
-are rebuilt from the run directories at the end. Where the child processes live (threads here,
-or submitit jobs on a SLURM cluster) is the launcher's business (`ablations/launchers.py`).
+Cells whose run directory went as far as the matrix asks are skipped (one that stopped earlier is
+finished); cells sharing a stage wait on that stage's file lock and find it trained. The state of
+every cell is kept in results/<name>/cells.json; the tables are then rebuilt from the run
+directories alone (`rebuild_tables`, the same function as `d2m table`), and only after that does
+the W&B summary run upload them. Where the child processes live (threads here, or submitit jobs on a
+SLURM cluster) is the launcher's business (`ablations/launchers.py`).
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from typing import Any
 from ablations.launchers import make_launcher
 from ablations.matrix import CellRun, expand, load_matrix
 from ablations.progress import CellBoard, child_env
+from ablations.rebuild import rebuild_tables, spec_from_matrix
 from ablations.sweep import write_sweep
-from ablations.tables import build_tables, metrics_for
 from datamodules.atomic import write_json
 from datamodules.errors import D2MError
 from experiments.config import resolve_path
-from experiments.rundir import is_done, run_dir
+from experiments.rundir import run_dir, run_progress, run_reached
 
 RESULTS_DIR = Path("results")
 
@@ -35,8 +37,10 @@ def _run_cell(run: CellRun, base: Path, until: str, log_dir: Path, threads: int,
               board: CellBoard | None = None) -> dict[str, Any]:
     folder = run_dir(run.cfg)
     entry = {"cell": run.cell, "seed": run.seed, "device": run.device, "run_dir": str(folder)}
-    if is_done(folder):
+    if run_reached(folder, until):  # a run that stopped earlier (`d2m train style`) is finished here
         return {**entry, "status": "done", "note": "already finished"}
+    if run_progress(folder):
+        entry["note"] = f"resumed after {run_progress(folder)[-1]}"
     log = log_dir / f"{run.label}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **child_env(), "OMP_NUM_THREADS": str(threads),
@@ -99,7 +103,8 @@ def run_matrix(
 ) -> Path:
     """Run every pending cell of a matrix and write its tables; returns results/<name>/."""
     matrix = load_matrix(path)
-    runs = expand(matrix, extra_overrides)
+    every_run = expand(matrix, extra_overrides)
+    runs = every_run
     if export_sweep:
         return write_sweep(matrix, Path(export_sweep))
     if only_cell is not None and only_cell not in matrix.cells:
@@ -137,8 +142,11 @@ def run_matrix(
                         + (f" in {result['seconds']:.0f} s" if "seconds" in result else "")
                         + (f" ({result.get('error')})" if result["status"] == "failed" else ""))
     write_json(out / "cells.json", entries)
-    build_tables(out, entries, baseline=matrix.baseline, title=matrix.name, table_name=matrix.table,
-                 metrics=metrics_for(matrix.until, entries), wandb_cfg=runs[0].cfg if runs else None)
+    if any(e["status"] == "done" for e in entries):
+        rebuild_tables(spec_from_matrix(matrix, every_run), out)  # every finished run, not only this call's
+        from ablations.wandb_summary import log_summary_run
+
+        log_summary_run(runs[0].cfg, matrix.name, matrix.table, out)
     if matrix.render:
         render_dances(entries, out / "dances")
     failed = [e for e in entries if e["status"] == "failed"]

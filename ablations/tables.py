@@ -1,6 +1,8 @@
 """Ablation and timing tables as pure functions of run directories.
 
-Nothing here reads W&B: deleting every wandb/ folder leaves the tables unchanged. Outputs under
+Nothing here reads or writes W&B: deleting every wandb/ folder leaves the tables unchanged (the W&B
+summary run is a separate step, ablations/wandb_summary.py). Which runs a table holds comes from
+ablations/rebuild.py. Outputs under
 results/<matrix>/: <table>.csv/.md/.tex (cells x metrics, mean +- std over seeds, difference to the
 baseline cell with its 95% Welch interval and p-value, and the real-data reference row),
 timing.csv/.md (stage x device), and PNG plots.
@@ -17,7 +19,8 @@ import pandas as pd
 from ablations.stats import mean_std, welch
 from datamodules.atomic import read_json, write_text
 
-# The columns shown in Markdown and LaTeX, in order; the CSV keeps every metric a run recorded.
+# The one list of metrics the tables show (Markdown, LaTeX, plots), in order, with their column names;
+# the CSV keeps every metric a run recorded.
 MAIN_METRICS = {
     "evaluation/fid_kinetic": "FID kinetic",
     "evaluation/fid_kinetic_floor": "FID kinetic floor",
@@ -208,7 +211,7 @@ def timing_table(entries: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def build_tables(out: Path, entries: list[dict[str, Any]], baseline: str, title: str, table_name: str = "ablation",
-                 metrics: dict[str, str] | None = None, wandb_cfg: Any = None) -> dict[str, Path]:
+                 metrics: dict[str, str] | None = None) -> dict[str, Path]:
     """Write every table and plot of a matrix from its run directories; returns the files written."""
     from ablations.plots import plot_ablation, plot_timing
 
@@ -233,8 +236,4 @@ def build_tables(out: Path, entries: list[dict[str, Any]], baseline: str, title:
         written["timing_md"] = write_text(out / "timing.md", f"{title}: training-step timing\n\n"
                                           + frame_to_markdown(timing))
         written["timing_png"] = plot_timing(timing, out / "timing.png")
-    if wandb_cfg is not None and not table.empty:
-        from ablations.wandb_summary import log_summary_run
-
-        log_summary_run(wandb_cfg, title, table, timing, out)
     return written

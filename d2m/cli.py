@@ -106,6 +106,27 @@ def _ablate(a: argparse.Namespace) -> None:
                      only_device=a.device, launcher=a.launcher))
 
 
+def _table(a: argparse.Namespace) -> None:
+    from ablations.rebuild import load_spec, rebuild_tables
+
+    spec, out = load_spec(a.path, baseline=a.baseline)
+    rebuild_tables(spec, Path(a.out) if a.out else out)
+    print(Path(a.out) if a.out else out)
+
+
+def _config(a: argparse.Namespace) -> None:
+    from experiments.config import load_config, to_yaml
+
+    cfg = load_config(a.config, a.overrides)
+    if a.stage is None:
+        print(to_yaml(cfg), end="")
+        return
+    from experiments.stage_graph import stage_key, stage_yaml
+
+    print(f"key: {stage_key(cfg, a.stage)}")
+    print(stage_yaml(cfg, a.stage), end="")
+
+
 def _bench(a: argparse.Namespace) -> None:
     from ablations.bench import run_bench
 
@@ -222,6 +243,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local: child processes here; submitit: one job per run (SLURM where sbatch exists, "
                         "else submitit's local executor; D2M_SUBMITIT_CLUSTER, D2M_SUBMITIT=key=value,... set it)")
     s.set_defaults(func=_ablate)
+
+    s = sub.add_parser("table", help="rebuild every table and plot of a matrix from its run directories")
+    s.add_argument("path", help="a matrix file, a results folder (results/NAME) or a runs group (runs/GROUP)")
+    s.add_argument("--baseline", default=None, help="the cell the others are compared to")
+    s.add_argument("--out", default=None, help="where to write (default: the results folder of the matrix)")
+    s.set_defaults(func=_table)
+
+    s = sub.add_parser("config", help="print the resolved config, or one stage's hashed section")
+    s.add_argument("config", help="YAML file or built-in name (tiny, demo, paper)")
+    s.add_argument("overrides", nargs="*", help="key=value overrides")
+    s.add_argument("--stage", default=None, choices=["data", "style", "decomposition", "composition", "evaluation"],
+                   help="print what this stage's key hashes, under a first line 'key: <stage key>'")
+    s.set_defaults(func=_config)
 
     s = sub.add_parser("bench", help="training-step timing per module on CPU and CUDA")
     s.add_argument("--devices", default="cpu,cuda",

@@ -32,6 +32,9 @@ class _ClipDataModule(pl.LightningDataModule):
     """Shared plumbing: dataset metadata, per-split caching and seeded loaders."""
 
     kind = ""
+    # Experiment config keys whose values reach this DataModule (the stage key hashes them); the
+    # worker count decides how the loaders' random streams split across processes.
+    CONFIG_READS: tuple[str, ...] = ("data.num_workers",)
 
     def __init__(self, root: str | Path, batch_size: int = 64, seed: int = 0, num_workers: int = 0,
                  styles: list[str] | None = None) -> None:
@@ -104,6 +107,7 @@ class StyleWindowDataModule(_ClipDataModule):
     """
 
     kind = "style windows"
+    CONFIG_READS = (*_ClipDataModule.CONFIG_READS, "data.window_stride", "style.window")
 
     def __init__(self, root: str | Path, window: int = 30, stride: int = 5, batch_size: int = 64,
                  seed: int = 0, num_workers: int = 0) -> None:
@@ -133,6 +137,9 @@ class StyleWindowDataModule(_ClipDataModule):
 
 
 class _UnitBase(_ClipDataModule):
+    CONFIG_READS = (*_ClipDataModule.CONFIG_READS, "data.styles", "data.unit_mode", "data.unit_frames",
+                    "data.unit_stride", "data.beat_min_gap", "data.beat_max_gap")
+
     def __init__(self, root: str | Path, spec: UnitSpec | None = None, batch_size: int = 64, seed: int = 0,
                  num_workers: int = 0, styles: list[str] | None = None) -> None:
         super().__init__(root, batch_size, seed, num_workers, styles)
@@ -148,6 +155,7 @@ class UnitDataModule(_UnitBase):
     """Dance units as pairs of jittered copies (`pose_a`, `pose_b`, normalised) with their `label`."""
 
     kind = "units"
+    CONFIG_READS = (*_UnitBase.CONFIG_READS, "data.jitter_x", "data.jitter_y")
 
     def __init__(self, root: str | Path, spec: UnitSpec | None = None,
                  jitter: tuple[float, float] = (50.0, 20.0), batch_size: int = 64, seed: int = 0,
@@ -170,6 +178,7 @@ class SequenceDataModule(_UnitBase):
     """Sequences of L units (`poses` (L, 32, 28)) with all the music under them (`features` (L*32, F))."""
 
     kind = "sequences"
+    CONFIG_READS = (*_UnitBase.CONFIG_READS, "data.sequence_units")
 
     def _build(self, split: str) -> Dataset:
         clips, labels = self._clips(split, self.styles)

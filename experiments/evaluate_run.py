@@ -24,4 +24,7 @@ def evaluate_run_dir(path: Path) -> Path:
     metrics.update({f"evaluation/{k}": float(v) for k, v in generated.items()})
     metrics.update({f"reference/{k}": float(v) for k, v in reference.items()})
     write_json(path / "metrics.json", metrics)
+    done = read_json(path / "done.json")
+    if done is not None:  # only a finished run says it was evaluated
+        write_json(path / "done.json", {**done, "evaluated": True})
     return path / "metrics.json"

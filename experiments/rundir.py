@@ -1,13 +1,14 @@
-"""Run directories and stage keys: where each result lives and whether it is already done.
+"""Run directories: where each result lives and how far a run went.
 
-A stage's key hashes its own config and its upstream stages' keys (DESIGN.md section 5), so two
-experiments that share a style extractor or a decomposition VAE find the same stage folder and train
-it once. Layout under `<runs_dir>/<group>/`:
+Stage keys come from the stage graph (experiments/stage_graph.py), so two experiments that share a
+style extractor or a decomposition VAE find the same stage folder and train it once. Layout under
+`<runs_dir>/<group>/`:
 
-    stages/<stage>-<key>/      one trained stage: config.yaml, checkpoints/, metrics.json,
-                               timings.json, csv/, wandb/, and done.json (written last)
+    stages/<stage>-<key>/      one trained stage: stage.yaml (exactly what its key hashes),
+                               checkpoints/, metrics.json, timings.json, csv/, wandb/, and
+                               done.json (written last)
     <run name>/                one experiment: config.yaml, stages.json, metrics.json, timings.json,
-                               done.json
+                               wandb/ (its evaluation run), done.json (how far it went)
 """
 
 from __future__ import annotations
@@ -21,41 +22,12 @@ from omegaconf import DictConfig, OmegaConf
 from datamodules.atomic import read_json, write_json
 from datamodules.errors import D2MError
 from experiments.config import config_hash, to_container
+from experiments.stage_graph import STAGES, TRAINER_READS, stage_key, stages_until
 
-STAGES = ("data", "style", "decomposition", "composition", "evaluation")
-UPSTREAM: dict[str, tuple[str, ...]] = {
-    "data": (),
-    "style": ("data",),
-    "decomposition": ("data",),
-    "composition": ("data", "style", "decomposition"),
-    "evaluation": ("composition",),
-}
-TRAINER_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision", "deterministic", "compile")
-DATA_BUILD_KEYS = ("source", "root", "synth", "features")
-DATA_TRAIN_KEYS = ("styles", "unit_mode", "unit_frames", "unit_stride", "sequence_units", "jitter_x", "jitter_y")
+__all__ = ["STAGES", "RunInfo", "group_dir", "is_done", "load_run", "mark_done", "run_dir", "run_name",
+           "run_progress", "run_reached", "stage_dir", "stage_key"]
 DONE = "done.json"
-
-
-def stage_section(cfg: DictConfig, stage: str) -> dict[str, Any]:
-    """The part of the config a stage's result depends on (its own block, seed, device settings)."""
-    data = to_container(cfg.data)
-    trainer = {k: cfg.trainer[k] for k in TRAINER_KEYS}
-    if stage == "data":
-        return {k: data[k] for k in DATA_BUILD_KEYS}
-    if stage == "style":  # the music classifier always sees every style of the dataset
-        train = {k: data[k] for k in DATA_TRAIN_KEYS if k != "styles"}
-        return {"style": to_container(cfg.style), "data": train, "seed": cfg.seed, "trainer": trainer}
-    if stage in ("decomposition", "composition"):
-        train = {k: data[k] for k in DATA_TRAIN_KEYS}
-        return {stage: to_container(cfg[stage]), "data": train, "seed": cfg.seed, "trainer": trainer}
-    if stage == "evaluation":
-        return {"evaluation": to_container(cfg.evaluation), "seed": cfg.seed}
-    raise KeyError(f"unknown stage '{stage}'; stages: {', '.join(STAGES)}")
-
-
-def stage_key(cfg: DictConfig, stage: str) -> str:
-    upstream = {up: stage_key(cfg, up) for up in UPSTREAM[stage]}
-    return config_hash({"stage": stage, "own": stage_section(cfg, stage), "upstream": upstream})
+VOLATILE = ("logging", "runs_dir", "group", "name")  # where and how a run is logged, not what it computes
 
 
 def group_dir(cfg: DictConfig) -> Path:
@@ -69,9 +41,9 @@ def stage_dir(cfg: DictConfig, stage: str) -> Path:
 def run_name(cfg: DictConfig) -> str:
     """Deterministic: the experiment's name, its seed and a hash of everything that shapes results."""
     shaped = to_container(cfg)
-    for volatile in ("logging", "runs_dir", "group", "name"):
+    for volatile in VOLATILE:
         shaped.pop(volatile, None)
-    shaped["trainer"] = {k: cfg.trainer[k] for k in TRAINER_KEYS}
+    shaped["trainer"] = {k.split(".", 1)[1]: OmegaConf.select(cfg, k) for k in TRAINER_READS}
     return f"{cfg.name}-s{cfg.seed}-{config_hash(shaped, 8)}"
 
 
@@ -86,6 +58,32 @@ def is_done(path: str | Path) -> bool:
 def mark_done(path: str | Path, info: dict[str, Any] | None = None) -> None:
     """Written last: a folder without it is unfinished and will be redone or resumed."""
     write_json(Path(path) / DONE, info or {})
+
+
+def run_progress(path: str | Path) -> list[str]:
+    """The stages a run directory has finished, in run order ([] when it has no done.json).
+
+    done.json lists them under `stages`; an imported run (no such list) has what its stages.json
+    names, and an older done.json with only `until` has every stage up to it.
+    """
+    path = Path(path)
+    info = read_json(path / DONE)
+    if info is None:
+        return []
+    if isinstance(info.get("stages"), list):
+        done = set(info["stages"])
+    elif info.get("until"):
+        done = set(stages_until(str(info["until"])))
+    else:
+        done = set(read_json(path / "stages.json", {}) or {})
+    if info.get("evaluated"):
+        done.add("evaluation")
+    return [s for s in STAGES if s in done]
+
+
+def run_reached(path: str | Path, until: str) -> bool:
+    """Whether a run directory finished `until` (a run finishes a stage after every stage it needs)."""
+    return until in run_progress(path)
 
 
 @dataclass

@@ -17,10 +17,9 @@ class TrainerConfig:
     strategy: str = "auto"  # auto | ddp | ddp_spawn | ...
     precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
     deterministic: bool = True
-    compile: bool = False  # torch.compile the networks
     log_every_n_steps: int = 10
     progress_bar: bool = False
-    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    threads: int = 0  # torch CPU threads; 0 leaves torch's default (in no stage key)
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """The stages of one experiment: data -> style extractor -> decomposition -> composition -> evaluation.
 
-Each stage trains (or builds) into its own folder named by its stage key, writes metrics.json and
-timings.json atomically and done.json last; a finished stage is never redone, an interrupted one
-resumes from its last checkpoint. A file lock per stage folder lets parallel matrix cells that share
-a stage wait for one another instead of training it twice.
+Each stage trains (or builds) into its own folder named by its stage key, writes stage.yaml (what
+the key hashes) first, metrics.json and timings.json atomically, and done.json last; a finished
+stage is never redone, an interrupted one resumes from its last checkpoint. A file lock per stage
+folder lets parallel matrix cells that share a stage wait for one another instead of training it
+twice. The order of the stages and what each needs is the graph in experiments/stage_graph.py.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from omegaconf import DictConfig
 
 from datamodules import build_datamodule, ensure_dataset
 from datamodules.atomic import read_json, write_json, write_text
-from experiments.config import to_container, to_yaml
+from experiments.config import to_container
 from experiments.loggers import finish_loggers, log_summary, make_loggers
-from experiments.rundir import is_done, mark_done, run_name, stage_dir, stage_key
+from experiments.rundir import is_done, mark_done, run_name, stage_dir
+from experiments.stage_graph import stage_key, stage_yaml, stages_until
 from experiments.trainer import build_trainer, device_name
+
+__all__ = ["STAGE_FUNCTIONS", "is_rank_zero", "run_stage", "score_composition", "stage_lock", "stages_until"]
 
 
 def is_rank_zero() -> bool:
@@ -175,13 +179,6 @@ STAGE_FUNCTIONS: dict[str, Callable[[DictConfig, Path, dict], dict[str, Any]]] =
     "composition": _composition,
     "evaluation": _evaluation,
 }
-NEEDS: dict[str, tuple[str, ...]] = {
-    "data": (),
-    "style": ("data",),
-    "decomposition": ("data",),
-    "composition": ("data", "style", "decomposition"),
-    "evaluation": ("data", "composition"),
-}
 
 
 def check_styles_before_training(cfg: DictConfig, records: dict[str, dict]) -> None:
@@ -207,7 +204,7 @@ def run_stage(cfg: DictConfig, stage: str, records: dict[str, dict], on_event: C
             return read_json(folder / "done.json")
         folder.mkdir(parents=True, exist_ok=True)
         if is_rank_zero():
-            write_text(folder / "config.yaml", to_yaml(cfg))
+            write_text(folder / "stage.yaml", stage_yaml(cfg, stage))
         on_event(stage, "start")
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         record = STAGE_FUNCTIONS[stage](cfg, folder, records)
@@ -216,18 +213,3 @@ def run_stage(cfg: DictConfig, stage: str, records: dict[str, dict], on_event: C
             mark_done(folder, record)
         on_event(stage, "done")
         return record
-
-
-def stages_until(last: str) -> list[str]:
-    """The stages needed to finish `last`, in order."""
-    order = ["data", "style", "decomposition", "composition", "evaluation"]
-    needed: set[str] = set()
-
-    def visit(s: str) -> None:
-        if s not in needed:
-            needed.add(s)
-            for up in NEEDS[s]:
-                visit(up)
-
-    visit(last)
-    return [s for s in order if s in needed]

@@ -199,6 +199,8 @@ class CompositionModule(pl.LightningModule):
     discriminator.
     """
 
+    # Experiment config keys it is built from (the stage key hashes them).
+    CONFIG_READS = ("composition", "decomposition", "style", "data.sequence_units", "data.unit_frames")
     monitor = "val/loss"
     monitor_mode = "min"
 

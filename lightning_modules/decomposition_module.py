@@ -170,6 +170,8 @@ class DecompositionModule(pl.LightningModule):
     into pixels for the reported reconstruction errors.
     """
 
+    # Experiment config keys it is built from (the stage key hashes them).
+    CONFIG_READS = ("decomposition",)
     monitor = "val/loss"
     monitor_mode = "min"
 

@@ -52,6 +52,8 @@ class StyleExtractorModule(pl.LightningModule):
     `StyleExtractorConfig`); `feature_dim` and `class_names` come from the data.
     """
 
+    # Experiment config keys it is built from (the stage key hashes them).
+    CONFIG_READS = ("style",)
     monitor = "val/acc"
     monitor_mode = "max"
 

@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from ablations.matrix import MATRIX_DIR, load_matrix
 from ablations.runner import run_matrix
 from datamodules.errors import D2MError
-from experiments.config import load_config
+from experiments.config import config_hash, load_config
 from experiments.run import run_experiment
 from experiments.rundir import is_done, load_run
+from experiments.stage_graph import STAGES
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +45,11 @@ def test_run_writes_every_result_and_rerun_is_a_no_op(tiny_overrides):
     assert ("composition", "done") in events
     run = load_run(folder)
     assert run.checkpoint("composition").is_file()
+    for stage, entry in run.stages.items():  # each stage folder holds what its key hashes, not the whole config
+        stage_folder = Path(entry["dir"])
+        assert not (stage_folder / "config.yaml").exists()
+        assert config_hash(yaml.safe_load((stage_folder / "stage.yaml").read_text())) == entry["key"], stage
+    assert json.loads((folder / "done.json").read_text())["stages"] == list(STAGES)
     again = []
     assert run_experiment(cfg, on_event=lambda s, e: again.append((s, e))) == folder
     assert {e for _, e in again} == {"cached"}
@@ -54,7 +61,7 @@ def test_killed_run_resumes(tiny_overrides, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     stages_dir = Path(tiny_overrides[-1].split("=", 1)[1]) / "tiny" / "stages"
     deadline = time.time() + 240
-    while time.time() < deadline and not list(stages_dir.glob("composition-*/config.yaml")):
+    while time.time() < deadline and not list(stages_dir.glob("composition-*/stage.yaml")):
         time.sleep(0.5)
     time.sleep(3)
     os.killpg(proc.pid, signal.SIGKILL)

@@ -1,14 +1,17 @@
 """Ablation and timing tables are pure functions of run directories."""
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from scipy import stats
 
+from ablations.rebuild import TableSpec, load_spec, rebuild_tables
 from ablations.stats import mean_std, welch
 from ablations.tables import REFERENCE_ROW, build_tables
 from datamodules.atomic import write_json
+from datamodules.errors import D2MError
 
 
 def fake_runs(tmp_path, values):
@@ -69,14 +72,43 @@ def test_timing_counts_shared_stages_once(tmp_path):
     assert timing.loc["composition", "ms_per_step"] == pytest.approx(20.5)
 
 
-def test_tables_rebuild_identically_without_wandb(tmp_path):
+def finish(entries, stages=("data", "style", "decomposition", "composition", "evaluation")):
+    """done.json and config.yaml as a run directory that went through `stages` has them."""
+    for e in entries:
+        folder = Path(e["run_dir"])
+        write_json(folder / "done.json", {"stages": list(stages), "evaluated": "evaluation" in stages})
+        (folder / "config.yaml").write_text(f"name: {e['cell']}\nseed: {e['seed']}\ntrainer:\n  accelerator: cpu\n")
+
+
+def spec_of(entries):
+    runs = [{k: e[k] for k in ("cell", "seed", "device", "run_dir")} for e in entries]
+    return TableSpec(name="t", baseline="full", runs=runs)
+
+
+def test_rebuild_counts_only_runs_whose_done_json_went_far_enough(tmp_path):
+    entries = fake_runs(tmp_path, {"full": [1.0, 2.0], "b": [3.0, 5.0, 100.0]})
+    finish(entries[:4])
+    finish(entries[4:], stages=("data", "style"))  # b seed 2 stopped after the style extractor
+    table = pd.read_csv(rebuild_tables(spec_of(entries), tmp_path / "out")["csv"]).set_index("cell")
+    assert table.loc["b", "n_seeds"] == 2 and table.loc["b", "evaluation/fid_mean"] == pytest.approx(4.0)
+    with pytest.raises(D2MError, match="none of the 1 runs"):
+        rebuild_tables(spec_of([entries[0] | {"run_dir": str(tmp_path / "nothing")}]), tmp_path / "x")
+
+
+def test_results_folder_and_runs_group_give_the_same_bytes(tmp_path):
     entries = fake_runs(tmp_path, {"full": [1.0, 2.0], "b": [3.0, 5.0]})
-    first = {k: p.read_bytes() for k, p in build_tables(tmp_path / "o", entries, "full", "t").items() if k != "png"
-             and not k.endswith("png")}
-    (tmp_path / "runs" / "full-s0" / "wandb").mkdir()
-    second = {k: p.read_bytes() for k, p in build_tables(tmp_path / "o", entries, "full", "t").items() if k != "png"
-              and not k.endswith("png")}
-    assert first == second
+    finish(entries)
+    first = rebuild_tables(spec_of(entries), tmp_path / "out")
+    again, out = load_spec(tmp_path / "out")
+    grouped, _ = load_spec(tmp_path / "runs")
+    assert out == tmp_path / "out" and grouped.baseline == "full" and grouped.name == "runs"
+    assert [r["cell"] for r in grouped.runs] == ["full", "full", "b", "b"]
+    for spec, folder in ((again, tmp_path / "again"), (grouped, tmp_path / "grouped")):
+        written = rebuild_tables(spec, folder)
+        for kind in ("csv", "timing_csv"):
+            assert written[kind].read_bytes() == first[kind].read_bytes(), (folder, kind)
+    with pytest.raises(D2MError, match="neither a results folder"):
+        load_spec(tmp_path / "runs" / "full-s0")
 
 
 def test_welch_with_too_few_seeds_gives_difference_only():

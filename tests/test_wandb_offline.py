@@ -3,9 +3,11 @@
 import os
 import time
 
+from wandb_offline import find_offline_runs, read_offline_run, read_when_written
+
 from experiments.config import load_config
-from experiments.loggers import finish_loggers, log_summary, make_loggers, run_tags
-from experiments.wandb_offline import find_offline_runs, read_offline_run
+from experiments.loggers import finish_loggers, log_evaluation_run, log_summary, make_loggers, run_tags
+from experiments.rundir import run_name
 
 
 def test_offline_run_records_config_group_tags_and_summary(tmp_path, monkeypatch):
@@ -47,3 +49,21 @@ def test_wandb_can_be_switched_off(tmp_path):
     assert [type(lg).__name__ for lg in loggers] == ["CSVLogger"]
     finish_loggers(loggers)
     assert find_offline_runs(tmp_path) == []
+
+
+def test_evaluation_run_holds_the_metrics_in_its_summary(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = load_config("tiny", ["logging.wandb=true", "group=g-eval",
+                               "composition.losses.style_alignment.enabled=false"])
+    metrics = {"evaluation/fid": 4.5, "reference/fid": 1.25, "control/static/fid": 9.0, "style/test/acc": 80.0}
+    log_evaluation_run(cfg, tmp_path / "run", metrics)
+    files = find_offline_runs(tmp_path / "run" / "wandb")
+    assert len(files) == 1
+    run = read_when_written(files[0], metrics)
+    assert (run["job_type"], run["group"], run["name"]) == ("evaluation", "g-eval", f"{run_name(cfg)}/evaluation")
+    assert set(run["tags"]) == set(run_tags(cfg)) and "no-style_alignment" in run["tags"]
+    assert {k: run["summary"].get(k) for k in metrics} == metrics
+    assert run["config"]["composition"]["losses"]["style_alignment"]["enabled"] is False
+    log_evaluation_run(load_config("tiny"), tmp_path / "off", metrics)  # the tiny preset logs nothing
+    assert find_offline_runs(tmp_path / "off") == []

@@ -2,7 +2,7 @@
 
 An offline run keeps everything in one `run-<id>.wandb` file: W&B's protobuf records framed as a
 LevelDB-style log (32 KiB blocks; each chunk has a 7-byte header: CRC, length, type). Reading it
-lets tests and users check the group, tags, config and summary that `wandb sync` would upload.
+lets tests check the group, tags, config and summary that `wandb sync` would upload.
 """
 
 from __future__ import annotations
@@ -71,3 +71,18 @@ def read_offline_run(path: str | Path) -> dict[str, Any]:
                 out["summary"][key] = json.loads(item.value_json)
     out["config"].pop("_wandb", None)
     return out
+
+
+def read_when_written(path: str | Path, summary_keys=(), timeout: float = 30.0) -> dict[str, Any]:
+    """`read_offline_run` once the run record and the given summary keys are in the file.
+
+    W&B's service process may still be writing the file after `finish()` returns, under load.
+    """
+    import time
+
+    deadline = time.time() + timeout
+    while True:
+        run = read_offline_run(path)
+        if ("project" in run and all(k in run["summary"] for k in summary_keys)) or time.time() > deadline:
+            return run
+        time.sleep(0.5)

@@ -1,0 +1,125 @@
+"""The stage graph and stage keys: which stages need which, and which config leaves each one reads.
+
+A stage's key hashes exactly the config leaves that stage reads and the keys of the stages it needs
+(DESIGN.md section 5). What a stage reads is declared where it is read: each DataModule and
+LightningModule class a stage builds lists its leaves in `CONFIG_READS` (dotted prefixes of the
+experiment config: `"style"` is the whole style block, `"data.window_stride"` one leaf), and the
+stage adds what it reads itself (the seed, the trainer settings that change numbers). A leaf that no
+stage reads (logging, the run's name, thread counts) is in no key, so changing it never retrains.
+
+The same graph orders the stages of a run (`stages_until`) and builds the keys, so the two cannot
+disagree. `stage_spec` is what a key hashes and what a stage folder's `stage.yaml` holds.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from datamodules.errors import D2MError
+from experiments.config import config_hash, to_container
+
+# Trainer settings that change the numbers a stage produces (threads, logging cadence and the
+# progress bar do not, and are in no key).
+TRAINER_READS = tuple(f"trainer.{k}" for k in ("accelerator", "devices", "num_nodes", "strategy", "precision",
+                                                "deterministic"))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One node of the graph: the stages it needs, its own reads, the classes it builds (module:Class)."""
+
+    needs: tuple[str, ...]
+    reads: tuple[str, ...] = ()
+    builds: tuple[str, ...] = ()
+
+
+# In run order: every stage comes after the stages it needs.
+GRAPH: dict[str, Stage] = {
+    "data": Stage((), ("data.root", "data.source", "data.synth", "data.features")),
+    "style": Stage(("data",), ("seed", *TRAINER_READS),
+                   ("datamodules.lightning_data:StyleWindowDataModule",
+                    "lightning_modules.style_module:StyleExtractorModule")),
+    "decomposition": Stage(("data",), ("seed", *TRAINER_READS),
+                           ("datamodules.lightning_data:UnitDataModule",
+                            "lightning_modules.decomposition_module:DecompositionModule")),
+    "composition": Stage(("data", "style", "decomposition"), ("seed", *TRAINER_READS),
+                         ("datamodules.lightning_data:SequenceDataModule",
+                          "lightning_modules.composition_module:CompositionModule")),
+    "evaluation": Stage(("data", "composition"), ("seed", "evaluation")),
+}
+STAGES = tuple(GRAPH)
+
+
+def _stage(name: str) -> Stage:
+    if name not in GRAPH:
+        raise D2MError(f"unknown stage '{name}'; stages: {', '.join(STAGES)}")
+    return GRAPH[name]
+
+
+def _declared(path: str) -> tuple[str, ...]:
+    module, _, cls = path.partition(":")
+    reads = getattr(getattr(importlib.import_module(module), cls), "CONFIG_READS", None)
+    if not isinstance(reads, tuple) or not all(isinstance(r, str) for r in reads):
+        raise D2MError(f"{path} must declare CONFIG_READS, a tuple of dotted config keys it reads")
+    return reads
+
+
+@cache
+def stage_reads(name: str) -> tuple[str, ...]:
+    """The config prefixes a stage reads, sorted, with prefixes inside another one dropped."""
+    stage = _stage(name)
+    reads = set(stage.reads)
+    for path in stage.builds:
+        reads.update(_declared(path))
+    kept = [r for r in reads if not any(r.startswith(other + ".") for other in reads)]
+    return tuple(sorted(kept))
+
+
+def stage_section(cfg: DictConfig, name: str) -> dict[str, Any]:
+    """The leaves a stage reads, as a nested mapping shaped like the config."""
+    missing = object()
+    out: dict[str, Any] = {}
+    for prefix in stage_reads(name):
+        value = OmegaConf.select(cfg, prefix, default=missing)
+        if value is missing:
+            raise D2MError(f"stage {name} reads config key '{prefix}', which the config does not have")
+        *parents, leaf = prefix.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = to_container(value)
+    return out
+
+
+def stage_spec(cfg: DictConfig, name: str) -> dict[str, Any]:
+    """What the stage key hashes: the stage's name, its section and its upstream stages' keys."""
+    upstream = {up: stage_key(cfg, up) for up in _stage(name).needs}
+    return {"stage": name, **stage_section(cfg, name), "upstream": upstream}
+
+
+def stage_key(cfg: DictConfig, name: str) -> str:
+    return config_hash(stage_spec(cfg, name))
+
+
+def stage_yaml(cfg: DictConfig, name: str) -> str:
+    """`stage.yaml` of a stage folder: its spec, from which `config_hash` gives back the key."""
+    return OmegaConf.to_yaml(OmegaConf.create(stage_spec(cfg, name)))
+
+
+def stages_until(last: str) -> list[str]:
+    """The stages needed to finish `last`, in run order."""
+    needed: set[str] = set()
+
+    def visit(s: str) -> None:
+        if s not in needed:
+            needed.add(s)
+            for up in _stage(s).needs:
+                visit(up)
+
+    visit(last)
+    return [s for s in STAGES if s in needed]

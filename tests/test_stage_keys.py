@@ -1,0 +1,121 @@
+"""Stage keys hash exactly what each stage reads: flip every config leaf, see which keys change."""
+
+import copy
+
+import pytest
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from datamodules.errors import D2MError
+from experiments import stage_graph
+from experiments.config import config_hash, load_config
+from experiments.stage_graph import STAGES, stage_key, stage_section, stage_yaml, stages_until
+
+TRAINED = "style decomposition composition evaluation"
+UNITS = "decomposition composition evaluation"
+EVERY = "data " + TRAINED
+
+# Config prefix -> the stages whose key must change when a leaf under it changes (longest prefix wins).
+# A new config leaf fails the test until it gets a row here: decide which stages read it.
+EXPECTED = {
+    "name": "", "group": "", "preset": "", "runs_dir": "", "logging": "",
+    "seed": TRAINED,
+    "data.root": EVERY, "data.source": EVERY, "data.synth": EVERY, "data.features": EVERY,
+    "data.num_workers": TRAINED,
+    "data.window_stride": "style composition evaluation",
+    "data.styles": UNITS, "data.unit_mode": UNITS, "data.unit_frames": UNITS, "data.unit_stride": UNITS,
+    "data.beat_min_gap": UNITS, "data.beat_max_gap": UNITS, "data.jitter_x": UNITS, "data.jitter_y": UNITS,
+    "data.sequence_units": "composition evaluation",
+    "style": "style composition evaluation",
+    "decomposition": UNITS,
+    "composition": "composition evaluation",
+    "evaluation": "evaluation",
+    "trainer.accelerator": TRAINED, "trainer.devices": TRAINED, "trainer.num_nodes": TRAINED,
+    "trainer.strategy": TRAINED, "trainer.precision": TRAINED, "trainer.deterministic": TRAINED,
+    "trainer.log_every_n_steps": "", "trainer.progress_bar": "", "trainer.threads": "",
+}
+BASE = load_config("tiny")
+
+
+def leaves(node, prefix=""):
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, DictConfig):
+            yield from leaves(value, path + ".")
+        else:
+            yield path
+
+
+LEAVES = list(leaves(BASE))
+
+
+def flipped(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value + 0.5
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, ListConfig):
+        items = list(value)
+        return items + [items[-1]] if items else ["ballet"]
+    raise TypeError(f"no flip for {type(value).__name__}")
+
+
+def expected_for(leaf):
+    matches = [p for p in EXPECTED if leaf == p or leaf.startswith(p + ".")]
+    assert matches, f"config leaf '{leaf}' has no row in EXPECTED"
+    return set(EXPECTED[max(matches, key=len)].split())
+
+
+@pytest.mark.parametrize("leaf", LEAVES)
+def test_flipping_a_leaf_changes_exactly_the_stages_that_read_it(leaf):
+    cfg = copy.deepcopy(BASE)
+    OmegaConf.update(cfg, leaf, flipped(OmegaConf.select(BASE, leaf)), merge=False)
+    assert OmegaConf.select(cfg, leaf) != OmegaConf.select(BASE, leaf)
+    changed = {s for s in STAGES if stage_key(cfg, s) != stage_key(BASE, s)}
+    assert changed == expected_for(leaf)
+
+
+def test_every_row_of_the_table_names_real_leaves():
+    for prefix in EXPECTED:
+        assert any(leaf == prefix or leaf.startswith(prefix + ".") for leaf in LEAVES), prefix
+    assert "trainer.compile" not in LEAVES  # nothing read it; it is gone from the schema
+
+
+def test_stage_yaml_is_what_the_key_hashes():
+    cfg = load_config("tiny", ["composition.losses.style_alignment.enabled=false"])
+    for stage in STAGES:
+        spec = yaml.safe_load(stage_yaml(cfg, stage))
+        assert spec["stage"] == stage
+        assert config_hash(spec) == stage_key(cfg, stage)
+    style = yaml.safe_load(stage_yaml(cfg, "style"))
+    assert "composition" not in style and set(style["data"]) == {"num_workers", "window_stride"}
+    assert set(style["upstream"]) == {"data"}
+    assert set(yaml.safe_load(stage_yaml(cfg, "evaluation"))["upstream"]) == {"data", "composition"}
+
+
+def test_one_graph_orders_the_stages():
+    assert stages_until("style") == ["data", "style"]
+    assert stages_until("evaluation") == list(STAGES)
+    assert stages_until("decomposition") == ["data", "decomposition"]
+    from experiments.stages import STAGE_FUNCTIONS
+
+    assert tuple(STAGE_FUNCTIONS) == STAGES
+    with pytest.raises(D2MError, match="unknown stage 'nope'"):
+        stages_until("nope")
+
+
+def test_a_bad_declaration_is_named(monkeypatch):
+    monkeypatch.setitem(stage_graph.GRAPH, "broken", stage_graph.Stage(("data",), ("data.no_such_key",)))
+    monkeypatch.setitem(stage_graph.GRAPH, "undeclared", stage_graph.Stage((), (), ("experiments.config:Path",)))
+    stage_graph.stage_reads.cache_clear()
+    try:
+        with pytest.raises(D2MError, match="'data.no_such_key'"):
+            stage_section(BASE, "broken")
+        with pytest.raises(D2MError, match="experiments.config:Path must declare CONFIG_READS"):
+            stage_key(BASE, "undeclared")
+    finally:
+        stage_graph.stage_reads.cache_clear()
