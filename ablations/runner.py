@@ -124,6 +124,9 @@ def run_matrix(
         if r.device == "cuda" and not launch.cuda_available():
             entries.append({"cell": r.cell, "seed": r.seed, "device": r.device, "run_dir": str(run_dir(r.cfg)),
                             "status": "skipped", "note": "no CUDA device present"})
+        elif run_reached(run_dir(r.cfg), matrix.until):  # answered here, never submitted again
+            entries.append({"cell": r.cell, "seed": r.seed, "device": r.device, "run_dir": str(run_dir(r.cfg)),
+                            "status": "done", "note": "already finished"})
         else:
             todo.append(r)
     jobs = max(1, min(jobs, len(todo) or 1))
