@@ -246,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("table", help="rebuild every table and plot of a matrix from its run directories")
     s.add_argument("path", help="a matrix file, a results folder (results/NAME) or a runs group (runs/GROUP)")
-    s.add_argument("--baseline", default=None, help="the cell the others are compared to")
+    s.add_argument("--baseline", default=None,
+                   help="the cell the others are compared to (default: the matrix's; for a runs group 'full', else the first cell)")
     s.add_argument("--out", default=None, help="where to write (default: the results folder of the matrix)")
     s.set_defaults(func=_table)
 

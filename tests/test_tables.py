@@ -90,7 +90,7 @@ def test_rebuild_counts_only_runs_whose_done_json_went_far_enough(tmp_path):
     finish(entries[:4])
     finish(entries[4:], stages=("data", "style"))  # b seed 2 stopped after the style extractor
     table = pd.read_csv(rebuild_tables(spec_of(entries), tmp_path / "out")["csv"]).set_index("cell")
-    assert table.loc["b", "n_seeds"] == 2 and table.loc["b", "evaluation/fid_mean"] == pytest.approx(4.0)
+    assert table.loc["b", "n_seeds"] == 2 and table.loc["b", "evaluation/fid_kinetic_mean"] == pytest.approx(4.0)
     with pytest.raises(D2MError, match="none of the 1 runs"):
         rebuild_tables(spec_of([entries[0] | {"run_dir": str(tmp_path / "nothing")}]), tmp_path / "x")
 
