@@ -247,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("table", help="rebuild every table and plot of a matrix from its run directories")
     s.add_argument("path", help="a matrix file, a results folder (results/NAME) or a runs group (runs/GROUP)")
     s.add_argument("--baseline", default=None,
-                   help="the cell the others are compared to (default: the matrix's; for a runs group 'full', else the first cell)")
+                   help="the cell the others are compared to "
+                   "(default: the matrix's; for a runs group 'full', else the first cell)")
     s.add_argument("--out", default=None, help="where to write (default: the results folder of the matrix)")
     s.set_defaults(func=_table)
 
@@ -255,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config", help="YAML file or built-in name (tiny, demo, paper)")
     s.add_argument("overrides", nargs="*", help="key=value overrides")
     s.add_argument("--stage", default=None, choices=["data", "style", "decomposition", "composition", "evaluation"],
-                   help="print what this stage's key hashes, under a first line 'key: <stage key>'")
+                   help="print what this stage's key hashes, under a first line 'key: <stage key>' "
+                   "(default: the whole resolved config)")
     s.set_defaults(func=_config)
 
     s = sub.add_parser("bench", help="training-step timing per module on CPU and CUDA")
