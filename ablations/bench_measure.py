@@ -118,7 +118,9 @@ def plain_stepper(module, family: str, device: torch.device, precision: str = "f
             loss = module.training_step(batch, it)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if clip > 0:
+        if hasattr(module, "clip_step_gradients"):  # the module's own clipping (per network or joint)
+            module.clip_step_gradients()
+        elif clip > 0:
             torch.nn.utils.clip_grad_norm_(params, clip)
         opt.step()
         return loss.detach()

@@ -59,8 +59,12 @@ from lightning_modules.networks.style_extractor import StyleExtractor
 __all__ = ["DECOMPOSITION_NETWORKS", "STEP_ORDER", "CompositionModule", "CompositionOutputs"]
 
 DECOMPOSITION_NETWORKS = ("initp_enc", "initp_dec", "movement_enc", "stdp_dec")
-FINETUNED = ("movement_enc", "stdp_dec")  # learn at lr * finetune_lr_scale (frozen when it is 0)
+# Learn at lr * finetune_lr_scale (frozen when it is 0); the movement encoder only with
+# `finetune_movement_encoder` (the original keeps it frozen and its codes detached).
+FINETUNED = ("movement_enc", "stdp_dec")
 FROZEN = ("initp_enc", "initp_dec")  # used as trained by the decomposition stage
+# What the style step moves with `style_step=separate` besides the regressor (as the original's info step).
+STYLE_STEP_NETWORKS = ("dance_enc", "audstyle_enc", "stdp_dec")
 STEP_ORDER = ("discriminator", "generator", "regressor")
 assert set(STEP_ORDER) == set(STEPS)
 
@@ -107,6 +111,7 @@ class CompositionOutputs(LazyOutputs):
             raise D2MError(f"the composition model was built for sequences of {module.sequence_units} units "
                            f"(sequence_units) but the batch has {units}")
         self.m = module
+        self.batch = batch
         self.sample = sample
         self.generator = generator
         self.units, self.frames = units, frames
@@ -149,12 +154,26 @@ class CompositionOutputs(LazyOutputs):
     def _audio(self) -> None:
         self._values["audio"] = self._values["features"].mean(dim=1)
 
+    def fresh(self) -> CompositionOutputs:
+        """A new pass over the same batch that reuses, detached, what no trained network produced.
+
+        The style step with `style_step=separate` runs after the generator step has changed the
+        encoders, so it recomputes z_dance from the music and from the (detached) movement codes.
+        """
+        view = CompositionOutputs(self.m, self.batch, self.sample, self.generator)
+        for key in ("movement_mean", "movement_logvar"):
+            view._values[key] = self._get(key).detach()
+        for key in ("audio", "style", "unit_z_init"):
+            if key in self._values:
+                view._values[key] = self._values[key].detach()
+        return view
+
     def _style(self) -> None:
-        with torch.no_grad():
-            self._values["style"] = self.m.style_extractor.style_feature(self._values["features"])
+        self._values["style"] = self.m.style_feature(self._values["features"])
 
     def _movement(self) -> None:
-        mean, logvar = self.m.movement_enc(self._values["unit_poses"])
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.m.movement_encoder_trained):
+            mean, logvar = self.m.movement_enc(self._values["unit_poses"])
         self._values.update(movement_mean=mean, movement_logvar=logvar)
 
     def _dance(self) -> None:
@@ -240,7 +259,7 @@ class CompositionModule(pl.LightningModule):
                            f"{self.sequence_units} and {self.unit_frames}")
         self.class_names = class_names
 
-        self.terms = build_terms("composition", self.cfg.losses)
+        self.terms = build_terms("composition", self.cfg.losses, self.cfg)
         if not self.terms:
             raise D2MError("composition.losses: every loss term is switched off; enable at least one")
         needs = needed_networks(self.terms)
@@ -256,9 +275,19 @@ class CompositionModule(pl.LightningModule):
             setattr(self, name, net)
         for name in FROZEN:
             getattr(self, name).requires_grad_(False)
-        if self.cfg.finetune_lr_scale <= 0:  # in no optimiser then, so their weight gradients are not computed
-            for name in FINETUNED:
+        # Frozen networks are in no optimiser, so their weight gradients are not computed; a frozen
+        # movement encoder also runs without a graph (its codes are detached, its backward is gone).
+        self.movement_encoder_trained = self.cfg.finetune_lr_scale > 0 and self.cfg.finetune_movement_encoder
+        self.finetuned = tuple(n for n in FINETUNED if self.cfg.finetune_lr_scale > 0
+                               and (n != "movement_enc" or self.movement_encoder_trained))
+        for name in FINETUNED:
+            if name not in self.finetuned:
                 getattr(self, name).requires_grad_(False)
+        if self.cfg.style_step not in ("separate", "joint"):
+            raise D2MError(f"composition.style_step: unknown value '{self.cfg.style_step}'; choices: separate, joint")
+        if self.cfg.optim.clip_mode not in ("per_network", "joint"):
+            raise D2MError(f"composition.optim.clip_mode: unknown value '{self.cfg.optim.clip_mode}'; "
+                           "choices: per_network, joint")
         built = build_composition_networks(self.cfg, self.decomposition_cfg.movement_dim,
                                            self.style_extractor.style_dim, self.feature_dim,
                                            self.sequence_units, optional=needs)
@@ -344,21 +373,28 @@ class CompositionModule(pl.LightningModule):
                            f"({first})") from None
 
     # -- training -------------------------------------------------------------------------------------
+    def step_networks(self, step: str) -> tuple[str, ...]:
+        """The networks the optimiser of `step` moves, in a fixed order."""
+        if step == "generator":
+            return (*CORE_NETWORKS, *self.finetuned)
+        owners = sorted({n for t in self.terms.values() if step in t.steps for n in t.needs})
+        if step == "regressor" and self.cfg.style_step == "separate":
+            extra = [n for n in STYLE_STEP_NETWORKS if n in CORE_NETWORKS or n in self.finetuned]
+            owners += [n for n in extra if n not in owners]
+        return tuple(owners)
+
     def configure_optimizers(self):
+        """One Adam per step (player); one parameter group per network, named, at its learning rate.
+
+        The groups are also the clipping groups of `clip_mode=per_network`.
+        """
         o = self.cfg.optim
         kw = {"betas": tuple(o.betas), "weight_decay": o.weight_decay}
         optimisers = []
         for step in self.active_steps:
-            if step == "generator":
-                groups = [{"params": [p for n in CORE_NETWORKS for p in getattr(self, n).parameters()],
-                           "lr": o.lr}]
-                if self.cfg.finetune_lr_scale > 0:
-                    groups.append({"params": [p for n in FINETUNED for p in getattr(self, n).parameters()],
-                                   "lr": o.lr * self.cfg.finetune_lr_scale})
-            else:
-                owners = {n for t in self.terms.values() if step in t.steps for n in t.needs}
-                params = [p for n in sorted(owners) for p in getattr(self, n).parameters()]
-                groups = [{"params": params, "lr": o.lr}]
+            groups = [{"params": list(getattr(self, n).parameters()), "network": n,
+                       "lr": o.lr * (self.cfg.finetune_lr_scale if n in FINETUNED else 1.0)}
+                      for n in self.step_networks(step)]
             optimisers.append(torch.optim.Adam(groups, lr=o.lr, **kw))
         return optimisers
 
@@ -375,7 +411,12 @@ class CompositionModule(pl.LightningModule):
         Works inside a Trainer (Lightning handles precision and devices) and on its own (tests and
         benchmarks call it with the optimisers of `configure_optimizers`).
         """
-        view = out if step == "generator" else out.detached()
+        if step == "generator":
+            view = out
+        elif step == "regressor" and self.cfg.style_step == "separate":
+            view = out.fresh()
+        else:
+            view = out.detached()
         total, parts = weighted_sum(self.terms, step, view, self.networks, int(self.global_step))
         if total is None:
             return None, parts
@@ -383,14 +424,14 @@ class CompositionModule(pl.LightningModule):
         clip = float(self.cfg.optim.grad_clip)
         if self._trainer is None:
             total.backward()
-            if clip > 0:
-                params = [p for g in optimizer.param_groups for p in g["params"]]
-                torch.nn.utils.clip_grad_norm_(params, clip)
+            clip_groups(optimizer, clip, self.cfg.optim.clip_mode)
             optimizer.step()
         else:
             self.manual_backward(total)
-            if clip > 0:
+            if clip > 0 and self.cfg.optim.clip_mode == "joint":
                 self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            else:
+                clip_groups(optimizer, clip, self.cfg.optim.clip_mode)
             if step == self.counted_step:
                 optimizer.step()
             else:  # the same update through the strategy (precision plugin), without counting a step
@@ -452,6 +493,18 @@ class CompositionModule(pl.LightningModule):
             sums = self.all_gather(sums).reshape(-1, 2).sum(0)
         self.test_report = {"pose_reconstruction_px": float(sums[0]) / max(float(sums[1]), 1.0),
                             "n_test_units": int(sums[1])}
+
+
+def clip_groups(optimizer, clip: float, mode: str) -> None:
+    """Gradient-norm clipping at `clip`: one norm per parameter group (per network) or one over all."""
+    if clip <= 0:
+        return
+    raw = getattr(optimizer, "optimizer", optimizer)  # a LightningOptimizer wraps the torch one
+    if mode == "joint":
+        torch.nn.utils.clip_grad_norm_([p for g in raw.param_groups for p in g["params"]], clip)
+        return
+    for group in raw.param_groups:
+        torch.nn.utils.clip_grad_norm_(group["params"], clip)
 
 
 def _checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:

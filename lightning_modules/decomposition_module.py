@@ -38,6 +38,8 @@ from lightning_modules.networks.decomposition import build_decomposition_network
 __all__ = ["DECODE_GROUPS", "DecompositionModule", "DecompositionOutputs", "decode_plan", "joint_error_px"]
 
 NETWORKS = ("initp_enc", "initp_dec", "movement_enc", "stdp_dec")
+# The networks clipped with `clip_mode=per_network`, each to its own norm (the original's choice).
+CLIPPED_NETWORKS = ("movement_enc", "stdp_dec")
 # The pose decoder's outputs, in the groups the fused forward pass decodes together.
 DECODE_GROUPS = {"recon": ("recon_a", "recon_b"), "cross": ("cross_a", "cross_b")}
 # Which copy's z_init and which copy's z_movement each decoded unit is built from.
@@ -181,7 +183,15 @@ class DecompositionModule(pl.LightningModule):
         self.save_hyperparameters()
         self.cfg: DecompositionConfig = typed(DecompositionConfig, config, "decomposition")
         self.pose_dim = int(pose_dim)
-        self.terms = build_terms("decomposition", self.cfg.losses)
+        for key, choices in (("kl_reduction", ("sum", "mean")), ("pair_reduction", ("sum", "mean")),
+                             ("movement_distance_codes", ("sampled", "mean"))):
+            if getattr(self.cfg, key) not in choices:
+                raise D2MError(f"decomposition.{key}: unknown value '{getattr(self.cfg, key)}'; "
+                               f"choices: {', '.join(choices)}")
+        if self.cfg.optim.clip_mode not in ("per_network", "joint"):
+            raise D2MError(f"decomposition.optim.clip_mode: unknown value '{self.cfg.optim.clip_mode}'; "
+                           "choices: per_network, joint")
+        self.terms = build_terms("decomposition", self.cfg.losses, self.cfg)
         if not self.terms:
             raise D2MError("decomposition.losses: every loss term is switched off; enable at least one")
         extra = needed_networks(self.terms)
@@ -271,5 +281,27 @@ class DecompositionModule(pl.LightningModule):
         }
 
     def configure_optimizers(self):
+        """One Adam, one named parameter group per network (the clipping groups of `per_network`)."""
         o = self.cfg.optim
-        return torch.optim.Adam(self.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        groups = [{"params": list(getattr(self, n).parameters()), "network": n} for n in NETWORKS]
+        return torch.optim.Adam(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Clip as `optim.grad_clip` and `optim.clip_mode` say, whatever the Trainer was given.
+
+        Lightning calls this after the backward and after unscaling mixed-precision gradients.
+        `per_network`: `clip_grad_norm_(net, grad_clip)` for each of `CLIPPED_NETWORKS`; `joint`: one
+        norm over every parameter.
+        """
+        self.clip_step_gradients()
+
+    def clip_step_gradients(self) -> None:
+        """The clipping itself, on gradients already unscaled (also called by loops without a Trainer)."""
+        clip = float(self.cfg.optim.grad_clip)
+        if clip <= 0:
+            return
+        if self.cfg.optim.clip_mode == "joint":
+            torch.nn.utils.clip_grad_norm_(list(self.parameters()), clip)
+            return
+        for name in CLIPPED_NETWORKS:
+            torch.nn.utils.clip_grad_norm_(getattr(self, name).parameters(), clip)

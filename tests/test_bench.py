@@ -107,8 +107,13 @@ def test_cases_devices_and_budgets():
         assert devices == [torch.device("cpu")] and status == NO_CUDA
     paper = case_config(CASES[4], "paper")
     budget = epoch_budget(CASES[4], paper)
-    assert budget.epochs == paper.composition.optim.max_epochs and budget.steps_per_epoch > 1
-    assert make_batch(CASES[4], paper, "cpu")["poses"].shape == (64, 3, 32, 28)
+    # the paper's budget: batch 256, 1500 composition epochs, 1000 decomposition epochs
+    assert budget.epochs == 1500 and budget.total_steps == 1500 * budget.steps_per_epoch
+    assert make_batch(CASES[4], paper, "cpu")["poses"].shape == (256, 3, 32, 28)
+    decomposition = next(c for c in CASES if c.key == "decomposition")
+    assert epoch_budget(decomposition, case_config(decomposition, "paper")).epochs == 1000
+    improved = case_config(next(c for c in CASES if c.key == "style-improved"), "paper").style
+    assert (improved.hidden, improved.layers, improved.window) == (512, 2, 150)
 
 
 def test_a_wandb_failure_does_not_lose_the_files(tmp_path, monkeypatch, capsys):

@@ -169,8 +169,12 @@ def test_kl_warmup_follows_the_original_sigmoid_and_the_global_step():
 def test_gaussian_kl_is_zero_at_the_prior_and_positive_elsewhere():
     z = torch.zeros(4, 3)
     assert float(gaussian_kl(z, z)) == pytest.approx(0.0)
-    assert float(gaussian_kl(z + 1.0, z)) == pytest.approx(0.5)
+    # unit means, unit variances: 0.5 per code dimension, summed over the 3 dimensions (the original) or averaged
+    assert float(gaussian_kl(z + 1.0, z)) == pytest.approx(1.5)
+    assert float(gaussian_kl(z + 1.0, z, "mean")) == pytest.approx(0.5)
     assert float(gaussian_kl(z, z + 1.0)) > 0
+    with pytest.raises(D2MError, match="kl_reduction"):
+        gaussian_kl(z, z, "max")
 
 
 def test_pixel_errors_un_normalise_and_measure_joint_distance():

@@ -6,7 +6,7 @@ position: position must come from z_init. This is what lets the composition mode
 
 import torch
 
-from lightning_modules.losses.base import LossTerm, register
+from lightning_modules.losses.base import LossTerm, combine_pair, register
 
 
 @register
@@ -19,4 +19,4 @@ class CrossReconstruction(LossTerm):
         # cross_a = decoder(z_init of a, z_movement of b), and the reverse (DecompositionModule builds them)
         a = (out["cross_a"] - out["pose_a"]).abs().mean()
         b = (out["cross_b"] - out["pose_b"]).abs().mean()
-        return 0.5 * (a + b)
+        return combine_pair(a, b, self.option("pair_reduction", "sum"))  # summed in the original
