@@ -207,6 +207,11 @@ class DecompositionModule(pl.LightningModule):
         self.register_buffer("pose_mean", mean, persistent=False)
         self.register_buffer("pose_std", std, persistent=False)
         self.decodes = decode_plan(self.terms)
+        # Under DDP a network that no enabled term reaches gets no gradient: the strategy must then
+        # look for unused parameters (an ablated cell), and need not otherwise (the full model).
+        reached = {n for t in self.terms.values() for n in getattr(t, "trains", NETWORKS)}
+        self.find_unused_parameters = bool(set(NETWORKS) - reached)
+        self.optimizer_steps_per_batch = 1
         self.test_report: dict = {}
 
     @property

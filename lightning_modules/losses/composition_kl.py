@@ -16,6 +16,8 @@ from lightning_modules.losses.decomposition_kl import gaussian_kl
 class CompositionKL(LossTerm):
     name = "kl"
     model = "composition"
+    # the forward-pass outputs `compute` reads
+    reads = ("dance_mean", "dance_logvar", "dance_movement_mean", "dance_movement_logvar")
 
     def compute(self, step, out, nets) -> torch.Tensor:
         reduction = self.option("kl_reduction", "sum")

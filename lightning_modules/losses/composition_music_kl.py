@@ -16,6 +16,8 @@ from lightning_modules.losses.decomposition_kl import gaussian_kl
 class CompositionMusicKL(LossTerm):
     name = "music_kl"
     model = "composition"
+    # the forward-pass outputs `compute` reads
+    reads = ("music_mean", "music_logvar", "music_movement_mean", "music_movement_logvar")
 
     def compute(self, step, out, nets) -> torch.Tensor:
         reduction = self.option("kl_reduction", "sum")

@@ -23,6 +23,7 @@ class StyleAlignment(LossTerm):
     model = "composition"
     steps = ("generator", "regressor")
     needs = ("dance_reg",)
+    reads = ("style", "dance_z", "music_z")  # the forward-pass outputs `compute` reads
 
     def __init__(self, cfg, model_cfg=None):
         super().__init__(cfg, model_cfg)

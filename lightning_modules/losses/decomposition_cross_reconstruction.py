@@ -13,6 +13,7 @@ from lightning_modules.losses.base import LossTerm, combine_pair, register
 class CrossReconstruction(LossTerm):
     name = "cross_reconstruction"
     model = "decomposition"
+    trains = ("initp_enc", "movement_enc", "stdp_dec")  # the networks its gradient reaches
     reads = ("cross_a", "cross_b", "pose_a", "pose_b")  # the forward-pass outputs `compute` reads
 
     def compute(self, step, out, nets) -> torch.Tensor:

@@ -31,6 +31,7 @@ def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor, reduction: str = "sum"
 class DecompositionKL(LossTerm):
     name = "kl"
     model = "decomposition"
+    trains = ("initp_enc", "movement_enc")  # the networks its gradient reaches
     reads = tuple(f"{k}_{c}" for c in "ab" for k in ("init_mean", "init_logvar", "movement_mean", "movement_logvar"))
 
     def compute(self, step, out, nets) -> torch.Tensor:

@@ -17,6 +17,7 @@ _CODES = {"sampled": "z_movement", "mean": "movement_mean"}
 class MovementDistance(LossTerm):
     name = "movement_distance"
     model = "decomposition"
+    trains = ("movement_enc",)  # the networks its gradient reaches
 
     def __init__(self, cfg, model_cfg=None):
         super().__init__(cfg, model_cfg)

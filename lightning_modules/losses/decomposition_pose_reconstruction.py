@@ -12,6 +12,7 @@ from lightning_modules.losses.base import LossTerm, combine_pair, register
 class PoseReconstruction(LossTerm):
     name = "pose_reconstruction"
     model = "decomposition"
+    trains = ("initp_enc", "movement_enc", "stdp_dec")  # the networks its gradient reaches
     reads = ("recon_a", "recon_b", "pose_a", "pose_b")  # the forward-pass outputs `compute` reads
 
     def compute(self, step, out, nets) -> torch.Tensor:
