@@ -61,7 +61,7 @@ def fit_steps(module, batch: dict[str, torch.Tensor], batches: int = 1, callback
     trainer = pl.Trainer(max_steps=batches * module.optimizer_steps_per_batch, max_epochs=batches,
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-                         accelerator="cpu", devices=1, callbacks=list(callbacks), **trainer_kw)
+                         callbacks=list(callbacks), **{"accelerator": "cpu", "devices": 1, **trainer_kw})
     loader = DataLoader(Sequences(batch), batch_size=int(batch["poses"].shape[0]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
