@@ -38,17 +38,15 @@ reconstruction terms, comparable across ablations), `val/loss/<term>` and `val/p
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from datamodules.errors import D2MError
-from lightning_modules.config import CompositionConfig, DecompositionConfig, StyleExtractorConfig, typed
+from lightning_modules.config import CompositionConfig, DecompositionConfig, StyleExtractorConfig, plain, typed
 from lightning_modules.losses import STEPS, build_terms, needed_networks, weighted_sum
 from lightning_modules.networks.composition import (
     CORE_NETWORKS,
@@ -108,23 +106,6 @@ def products_for(names: Iterable[str]) -> set[str]:
     return needed
 
 
-def _plain(x):
-    """Hyper-parameters as plain Python values: checkpoints reload without unpickling numpy or OmegaConf."""
-    if x is None:
-        return None
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return _plain(dataclasses.asdict(x))
-    if isinstance(x, DictConfig) or OmegaConf.is_config(x):
-        return OmegaConf.to_container(x, resolve=True)
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    return x
-
-
 def _reparameterise(mean: torch.Tensor, logvar: torch.Tensor, sample: bool) -> torch.Tensor:
     if not sample:
         return mean
@@ -139,7 +120,7 @@ class CompositionModule(pl.LightningModule):
     """The composition GAN's training logic (manual optimisation); networks named as in the original.
 
     `config`, `decomposition_config` and `style_config` are the `composition`, `decomposition` and
-    `style` config blocks as plain dicts (missing keys take the dataclass defaults). The data-derived
+    `style` config blocks, as dataclasses or plain dicts (missing keys take the defaults). The data-derived
     numbers (feature width, class names, pose and feature statistics, the feature spec) are kept as
     hyper-parameters so a checkpoint alone can normalise new music and un-normalise generated poses.
     `sequence_units` (L) and `unit_frames` (T) are the data's sequence shape; L sizes the movement
@@ -151,9 +132,9 @@ class CompositionModule(pl.LightningModule):
 
     def __init__(
         self,
-        config: dict | None = None,
-        decomposition_config: dict | None = None,
-        style_config: dict | None = None,
+        config: CompositionConfig | dict | None = None,
+        decomposition_config: DecompositionConfig | dict | None = None,
+        style_config: StyleExtractorConfig | dict | None = None,
         feature_dim: int = 28,
         class_names: list[str] | None = None,
         pose_mean: list | None = None,
@@ -166,13 +147,13 @@ class CompositionModule(pl.LightningModule):
         pose_dim: int = 28,
     ):
         super().__init__()
-        config = _plain(config) or {}
-        decomposition_config = _plain(decomposition_config) or {}
-        style_config = _plain(style_config) or {}
+        config = plain(config) or {}
+        decomposition_config = plain(decomposition_config) or {}
+        style_config = plain(style_config) or {}
         class_names = [str(c) for c in (class_names or [])]
-        pose_mean, pose_std = _plain(pose_mean), _plain(pose_std)
-        feature_mean, feature_std = _plain(feature_mean), _plain(feature_std)
-        feature_spec = _plain(feature_spec)
+        pose_mean, pose_std = plain(pose_mean), plain(pose_std)
+        feature_mean, feature_std = plain(feature_mean), plain(feature_std)
+        feature_spec = plain(feature_spec)
         self.save_hyperparameters()
         self.automatic_optimization = False
 

@@ -79,7 +79,8 @@ class StyleExtractorConfig:
     """The style extractor; `hidden`, `layers`, `dropout` and `window` default to the `arch`'s sizes.
 
     original: 30 wide, 1 layer, no dropout, 30-frame (2 s) windows; improved: 512 wide, 2 layers,
-    dropout 0.3, 150-frame (10 s) windows, with a Linear(hidden -> style_dim) projection.
+    dropout 0.3, 150-frame (10 s) windows, with a Linear(hidden -> style_dim) projection. The sizes
+    resolve through OmegaConf (`typed`, `plain`, the experiment config), not on a bare instance.
     """
 
     arch: str = "original"  # original | improved
@@ -153,6 +154,32 @@ class CompositionConfig:
     fast_recurrence: bool = True
     losses: dict[str, LossTermConfig] = field(default_factory=_composition_losses)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, grad_clip=0.5, max_epochs=1500))
+
+
+def plain(x):
+    """A config block or a statistic as plain Python values (dicts, lists, numbers, strings).
+
+    LightningModules take their config blocks as a dataclass of this file, an OmegaConf node or a
+    plain dict, and save them as plain values, so a checkpoint reloads without unpickling numpy,
+    OmegaConf or these classes. The one conversion path of a block is `typed(schema, plain(x))`.
+    """
+    import dataclasses
+
+    from omegaconf import DictConfig
+
+    if x is None:
+        return None
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):  # through OmegaConf: arch sizes resolve
+        return OmegaConf.to_container(OmegaConf.structured(x), resolve=True)
+    if isinstance(x, DictConfig) or OmegaConf.is_config(x):
+        return OmegaConf.to_container(x, resolve=True)
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    if isinstance(x, dict):
+        return {str(k): plain(v) for k, v in x.items()}
+    return x
 
 
 def typed(schema: type, config: dict | None, block: str):

@@ -30,11 +30,10 @@ from collections.abc import Iterable, Mapping
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from datamodules.errors import D2MError
-from lightning_modules.config import DecompositionConfig, typed
+from lightning_modules.config import DecompositionConfig, plain, typed
 from lightning_modules.losses import build_terms, needed_networks, weighted_sum
 from lightning_modules.networks.decomposition import build_decomposition_networks
 
@@ -47,17 +46,6 @@ CLIPPED_NETWORKS = ("movement_enc", "stdp_dec")
 DECODE_GROUPS = {"recon": ("recon_a", "recon_b"), "cross": ("cross_a", "cross_b")}
 # Which copy's z_init and which copy's z_movement each decoded unit is built from.
 DECODE_CODES = {"recon_a": ("a", "a"), "recon_b": ("b", "b"), "cross_a": ("a", "b"), "cross_b": ("b", "a")}
-
-
-def _plain(x):
-    """Hyper-parameters as plain Python values, so checkpoints reload without unpickling numpy or OmegaConf."""
-    if x is None:
-        return None
-    if isinstance(x, DictConfig):
-        return OmegaConf.to_container(x, resolve=True)
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    return x
 
 
 def joint_error_px(pred: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -93,19 +81,19 @@ _ENCODED = {code: {f"{k}_{c}" for c in "ab" for k in keys} for code, keys in
 class DecompositionModule(pl.LightningModule):
     """The decomposition VAE's training logic; the networks are plain modules named as in the original.
 
-    `config` is the `decomposition` config block as a plain dict (missing keys take the defaults of
-    `DecompositionConfig`); `pose_mean` / `pose_std` (pose_dim numbers each) turn normalised errors
-    into pixels for the reported reconstruction errors.
+    `config` is the `decomposition` config block: a `DecompositionConfig`, an OmegaConf node or a
+    plain dict (missing keys take the defaults), saved as plain values; `pose_mean` / `pose_std`
+    (pose_dim numbers each) turn normalised errors into pixels for the reported reconstruction errors.
     """
 
     monitor = "val/loss"
     monitor_mode = "min"
 
-    def __init__(self, config: dict | None = None, pose_dim: int = 28, pose_mean: list | None = None,
-                 pose_std: list | None = None):
+    def __init__(self, config: DecompositionConfig | dict | None = None, pose_dim: int = 28,
+                 pose_mean: list | None = None, pose_std: list | None = None):
         super().__init__()
-        config = _plain(config) or {}
-        pose_mean, pose_std = _plain(pose_mean), _plain(pose_std)
+        config = plain(config) or {}
+        pose_mean, pose_std = plain(pose_mean), plain(pose_std)
         self.save_hyperparameters()
         self.cfg: DecompositionConfig = typed(DecompositionConfig, config, "decomposition")
         self.pose_dim = int(pose_dim)

@@ -243,3 +243,20 @@ def test_checkpoint_round_trip_generates_the_same_dance(tmp_path):
     a = generate_dance(module, features, samples=2, generator=torch.Generator().manual_seed(3))
     b = generate_dance(again, features, samples=2, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+def test_config_blocks_may_be_dataclasses_and_are_saved_as_plain_values():
+    from lightning_modules.config import CompositionConfig, DecompositionConfig, StyleExtractorConfig
+
+    blocks = {"config": CompositionConfig(**{k: v for k, v in TINY["composition"].items()
+                                            if k not in ("optim", "losses")}),
+              "decomposition_config": DecompositionConfig(**{k: v for k, v in TINY["decomposition"].items()
+                                                            if k not in ("optim", "losses")}),
+              "style_config": StyleExtractorConfig(arch="improved", hidden=8, style_dim=8, head_hidden=8)}
+    module = CompositionModule(**blocks, feature_dim=F, class_names=["ballet", "hiphop", "zumba"])
+    saved = module.hparams
+    assert all(type(saved[k]) is dict for k in blocks)
+    assert saved["style_config"]["layers"] == 2 and saved["style_config"]["window"] == 150  # the arch's sizes
+    assert module.style_extractor.recurrent.num_layers == 2
+    assert module.cfg == CompositionModule(saved["config"], saved["decomposition_config"], saved["style_config"],
+                                           feature_dim=F, class_names=["ballet", "hiphop", "zumba"]).cfg
