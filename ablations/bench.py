@@ -36,6 +36,7 @@ from ablations.bench_cases import (
 )
 from ablations.bench_measure import (
     PeakMemory,
+    Timed,
     compile_networks,
     count_flops,
     matmul_peak,
@@ -140,7 +141,11 @@ def measure_case(case: BenchCase, cfg, device: torch.device, steps: int, warmup:
         compile_networks(module, case.family)
     module.to(device).train()
     step = plain_stepper(module, case.family, device, precision)
-    plain = time_plain(step, batch, device, steps, warmup, seed)
+    if step is None:  # manual optimisation: the step runs in a Trainer only; FLOPs of one Trainer step
+        plain = Timed([], 0)
+        step = _trainer_step(module, device, precision, seed)
+    else:
+        plain = time_plain(step, batch, device, steps, warmup, seed)
     result: dict[str, Any] = {"plain": plain}
     if device.type == "cpu" and not compile:
         result["flops"] = count_flops(step, batch)
@@ -158,10 +163,21 @@ def measure_case(case: BenchCase, cfg, device: torch.device, steps: int, warmup:
     return result
 
 
+def _trainer_step(module, device: torch.device, precision: str, seed: int):
+    """One training step of `module` through a Trainer, as a (batch, iteration) step function."""
+
+    def step(batch, it):
+        time_lightning(module, batch, device, steps=1, warmup=0, precision=precision, seed=seed + it)
+
+    return step
+
+
 def _flops_on_cpu(case: BenchCase, cfg, seed: int) -> int:
     torch.manual_seed(seed)
     module = build_module(case, cfg).train()
-    n = count_flops(plain_stepper(module, case.family, torch.device("cpu")), make_batch(case, cfg, "cpu", seed))
+    cpu = torch.device("cpu")
+    step = plain_stepper(module, case.family, cpu) or _trainer_step(module, cpu, "fp32", seed)
+    n = count_flops(step, make_batch(case, cfg, "cpu", seed))
     del module
     gc.collect()
     return n

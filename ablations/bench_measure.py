@@ -4,10 +4,12 @@ A training step is timed two ways with the same batch, seed and maths:
 
 - through a Lightning `Trainer` running the real `training_step` (with Lightning's loop, hooks,
   logging calls, precision plugin and, for automatic optimisation, its gradient clipping), and
-- as a plain PyTorch loop (forward, losses, backward, clipping, optimiser step; for the composition
-  GAN its three optimisation steps through `CompositionModule.optimisation_step`),
+- as a plain PyTorch loop (forward, losses, backward, clipping, optimiser step) for the models with
+  automatic optimisation,
 
-so the difference between the two is Lightning's overhead and nothing else. Both read the clock at
+so the difference between the two is Lightning's overhead and nothing else. The composition GAN's
+step (manual optimisation, toggled optimisers) runs only inside a Trainer, so it has no plain loop:
+there is one implementation of it, and the bench times that one. Both read the clock at
 the start of every step (after a device synchronisation, so asynchronous GPU work is not
 under-counted) and reseed the global generator there, so the sampled codes, noise and frames of step
 i are the same in both loops and their losses and weights can be compared.
@@ -80,34 +82,17 @@ def _as_float(x) -> float | None:
 
 
 # -- the plain PyTorch loop -------------------------------------------------------------------------------
-def plain_stepper(module, family: str, device: torch.device, precision: str = "fp32") -> StepFn:
+def plain_stepper(module, family: str, device: torch.device, precision: str = "fp32") -> StepFn | None:
     """One training step of `module` without Lightning, as a function of (batch, iteration) -> loss.
 
     The style extractor and the decomposition VAE run their own `training_step` (its `self.log`
     calls are no-ops without a Trainer) and then what Lightning's automatic optimisation does:
-    backward, gradient-norm clipping at `optim.grad_clip`, one Adam step. The composition GAN runs
-    its shared forward pass and its discriminator, generator and style-regressor steps, each with
-    its own optimiser, exactly as its `training_step` does inside a Trainer.
+    backward, the module's gradient clipping, one Adam step. None for a module with manual
+    optimisation (the composition GAN), whose step exists only inside a Trainer.
     """
+    if not module.automatic_optimization:
+        return None
     ac = autocast(device, precision)
-    if family == "composition":
-        from lightning_modules.composition_module import STEP_ORDER
-
-        opts = dict(zip(module.active_steps, module.configure_optimizers()))
-
-        def composition_step(batch, it):
-            with ac:
-                out = module.outputs(batch, sample=True)
-                loss = None
-                for step in STEP_ORDER:
-                    if step in opts:
-                        total, _ = module.optimisation_step(step, out, opts[step])
-                        if step == "generator":
-                            loss = total
-            return loss
-
-        return composition_step
-
     opt = module.configure_optimizers()
     clip = float(module.cfg.optim.grad_clip)
     params = [p for g in opt.param_groups for p in g["params"]]
@@ -118,7 +103,9 @@ def plain_stepper(module, family: str, device: torch.device, precision: str = "f
             loss = module.training_step(batch, it)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if clip > 0:
+        if hasattr(module, "clip_step_gradients"):  # the module's own clipping (per network or joint)
+            module.clip_step_gradients()
+        elif clip > 0:
             torch.nn.utils.clip_grad_norm_(params, clip)
         opt.step()
         return loss.detach()
@@ -218,6 +205,7 @@ def time_lightning(module, batch: Mapping[str, torch.Tensor], device: torch.devi
     n = warmup + steps
     clip = float(module.cfg.optim.grad_clip)
     manual = not module.automatic_optimization
+    per_batch = int(getattr(module, "optimizer_steps_per_batch", 1))  # Lightning counts every optimiser step
     clock = _StepClock.make(device, seed)
     loader = torch.utils.data.DataLoader(_SameBatch(batch, n), batch_size=None, shuffle=False, num_workers=0)
     with _quiet_lightning(), tempfile.TemporaryDirectory(prefix="d2m-bench-") as root:
@@ -225,7 +213,7 @@ def time_lightning(module, batch: Mapping[str, torch.Tensor], device: torch.devi
             accelerator="gpu" if device.type == "cuda" else "cpu",
             devices=[device.index or 0] if device.type == "cuda" else 1,
             precision=lightning_precision(device, precision),
-            max_steps=n, max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0,
+            max_steps=n * per_batch, max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0,
             gradient_clip_val=None if manual or clip <= 0 else clip,
             logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
             callbacks=[clock], default_root_dir=root, deterministic=False,

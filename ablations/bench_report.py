@@ -120,7 +120,9 @@ def markdown(table: pd.DataFrame, fast: pd.DataFrame, info: dict[str, Any]) -> s
         "random batches of the preset's batch size preloaded on the device (no data loading, no host-device "
         "copies in the step). *Lightning*: the module's real `training_step` through a `Trainer` (loggers and "
         "checkpoints off; `self.log` still runs). *Plain loop*: the same forward, losses, backward, clipping and "
-        "optimiser step(s) in plain PyTorch; the overhead column is (Lightning - plain) / plain. Samples/s and "
+        "optimiser step in plain PyTorch, for the models with automatic optimisation (the composition GAN's "
+        "toggled three-player step runs only in a Trainer, so it has none: `-`); the overhead column is "
+        "(Lightning - plain) / plain. Samples/s and "
         "GFLOP/s use the Lightning time. Peak MB: " + info["memory_text"] + ".",
         "",
         "GFLOP/step: matrix products of one fp32 training step (forward and backward) counted by "

@@ -86,6 +86,7 @@ def _fit_and_test(
         trainer, checkpoint, timer = build_trainer(
             cfg, optim, folder, loggers, getattr(module, "monitor", "val/loss"),
             getattr(module, "monitor_mode", "min"), manual_optimization=not module.automatic_optimization,
+            module=module,
         )
         last = folder / "checkpoints" / "last.ckpt"
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)

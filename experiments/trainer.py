@@ -174,6 +174,21 @@ def _validation_schedule(optim: DictConfig) -> dict:
     return {"check_val_every_n_epoch": optim.check_val_every_n_epoch}
 
 
+def strategy_for(name: str, module: pl.LightningModule | None):
+    """The strategy to hand the Trainer: DDP variants get the `find_unused_parameters` the module declares.
+
+    A model whose steps leave some parameters without a gradient (the GAN's players, an ablated
+    cell) needs DDP to look for them; one that uses every parameter is faster without the search.
+    """
+    find_unused = getattr(module, "find_unused_parameters", None)
+    starts = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
+    if find_unused is None or name not in starts:
+        return name
+    from pytorch_lightning.strategies import DDPStrategy
+
+    return DDPStrategy(find_unused_parameters=bool(find_unused), start_method=starts[name])
+
+
 def build_trainer(
     cfg: DictConfig,
     optim: DictConfig,
@@ -182,7 +197,14 @@ def build_trainer(
     monitor: str,
     monitor_mode: str,
     manual_optimization: bool = False,
+    module: pl.LightningModule | None = None,
 ) -> tuple[pl.Trainer, ModelCheckpoint, StepTimer]:
+    """The stage's Trainer. With `module`, its declared DDP needs and optimiser steps per batch are honoured.
+
+    Lightning counts every optimiser step in `global_step`; a module that steps several optimisers
+    per batch (`optimizer_steps_per_batch`) gets `max_steps` scaled by that number, so
+    `optim.max_steps` always counts batches.
+    """
     if cfg.trainer.threads > 0:
         torch.set_num_threads(cfg.trainer.threads)
     checkpoint = ModelCheckpoint(
@@ -202,11 +224,12 @@ def build_trainer(
         accelerator=accelerator_of(cfg),
         devices=cfg.trainer.devices,
         num_nodes=cfg.trainer.num_nodes,
-        strategy=cfg.trainer.strategy,
+        strategy=strategy_for(cfg.trainer.strategy, module),
         precision=cfg.trainer.precision,
         deterministic=cfg.trainer.deterministic,
         max_epochs=optim.max_epochs,
-        max_steps=optim.max_steps,
+        max_steps=optim.max_steps * int(getattr(module, "optimizer_steps_per_batch", 1)) if optim.max_steps > 0
+        else optim.max_steps,
         **_validation_schedule(optim),
         gradient_clip_val=None if manual_optimization or optim.grad_clip <= 0 else optim.grad_clip,
         logger=loggers or False,

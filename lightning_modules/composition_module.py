@@ -4,20 +4,24 @@ It holds every network that generation needs (the frozen style extractor, the de
 networks and the composition networks) so that its checkpoint alone generates dances, plus only the
 critics and the style regressor that the enabled loss terms ask for.
 
-One shared forward pass per batch produces named tensors on demand (`CompositionOutputs`); a loss
-term reads the names it needs and only those are computed, so a term that is switched off costs no
-time. The batch then goes through up to three optimisation steps, in order: discriminator,
-generator, style regressor (DESIGN.md section 3). The discriminator and regressor steps see the
-forward pass detached, so only their own networks learn there; the generator step backpropagates
-through it. The discriminator step only changes the critics, so the generator step can reuse the
-same forward pass. The step never names a term; it loops over the steps and calls `weighted_sum`.
+`forward(batch, wants)` is the model's forward pass written out: it computes the named tensors the
+enabled terms read (each term declares them in `reads`), with an `if` per product, so a term that
+is switched off costs no time. The batch then goes through up to three optimisation steps, in
+order, following Lightning's recipe for GANs (manual optimisation, one optimiser per player,
+`toggled_optimizer`, `manual_backward`): discriminator, generator, style (DESIGN.md section 3).
+Toggling leaves every other player's parameters out of a step's backward, so the generator's
+backward computes no weight gradient for the critics or the regressor. The discriminator step reads
+the pass detached; the generator step backpropagates through it; the style step
+(`style_step=separate`) recomputes z_dance after the generator's update. The step never names a
+term; it loops over the steps and calls `weighted_sum`.
 
 Names produced (L = units per sequence, T = frames per unit, rows of per-unit tensors are
 sample-major: the L units of one sample are consecutive):
 
 - `unit_poses` (B*L, T, P): the real units, normalised; `audio` (B, F): time-mean of the music
-  features; `style` (B, S): the frozen extractor's style feature over all the music of the sequence.
-- `movement_mean`, `movement_logvar` (B*L, M): the movement encoder on the real units.
+  features; `style` (B, S): the frozen extractor's style feature of the first `style_frames` frames.
+- `movement_mean`, `movement_logvar` (B*L, M): the movement encoder on the real units (detached
+  unless `finetune_movement_encoder`).
 - `dance_mean`, `dance_logvar`, `dance_z` (B, D): z_dance of the real dance (dance encoder).
 - `dance_movement_mean`, `dance_movement_logvar`, `dance_movement_z` (B*L, M): decoded from `dance_z`.
 - `music_mean`, `music_logvar`, `music_z` (B, D): z_dance from the music (music-to-dance encoder).
@@ -34,18 +38,15 @@ reconstruction terms, comparable across ablations), `val/loss/<term>` and `val/p
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from datamodules.errors import D2MError
-from lightning_modules.config import CompositionConfig, DecompositionConfig, StyleExtractorConfig, typed
-from lightning_modules.lazy_outputs import LazyOutputs
+from lightning_modules.config import CompositionConfig, DecompositionConfig, StyleExtractorConfig, plain, typed
 from lightning_modules.losses import STEPS, build_terms, needed_networks, weighted_sum
 from lightning_modules.networks.composition import (
     CORE_NETWORKS,
@@ -56,30 +57,53 @@ from lightning_modules.networks.composition import (
 from lightning_modules.networks.decomposition import build_decomposition_networks
 from lightning_modules.networks.style_extractor import StyleExtractor
 
-__all__ = ["DECOMPOSITION_NETWORKS", "STEP_ORDER", "CompositionModule", "CompositionOutputs"]
+__all__ = ["DECOMPOSITION_NETWORKS", "PRODUCTS", "STEP_ORDER", "CompositionModule", "clip_groups"]
 
 DECOMPOSITION_NETWORKS = ("initp_enc", "initp_dec", "movement_enc", "stdp_dec")
-FINETUNED = ("movement_enc", "stdp_dec")  # learn at lr * finetune_lr_scale (frozen when it is 0)
+# Learn at lr * finetune_lr_scale (frozen when it is 0); the movement encoder only with
+# `finetune_movement_encoder` (the original keeps it frozen and its codes detached).
+FINETUNED = ("movement_enc", "stdp_dec")
 FROZEN = ("initp_enc", "initp_dec")  # used as trained by the decomposition stage
+# What the style step moves with `style_step=separate` besides the regressor (as the original's info step).
+STYLE_STEP_NETWORKS = ("dance_enc", "audstyle_enc", "stdp_dec")
 STEP_ORDER = ("discriminator", "generator", "regressor")
 assert set(STEP_ORDER) == set(STEPS)
 
+# The forward pass's products: the names each computes, and the products it is computed from.
+PRODUCTS: dict[str, tuple[str, ...]] = {
+    "style": ("style",),
+    "movement": ("movement_mean", "movement_logvar"),
+    "dance": ("dance_mean", "dance_logvar", "dance_z"),
+    "dance_movement": ("dance_movement_mean", "dance_movement_logvar", "dance_movement_z"),
+    "music": ("music_mean", "music_logvar", "music_z"),
+    "music_movement": ("music_movement_mean", "music_movement_logvar"),
+    "initial": ("unit_z_init",),
+    "poses": ("pose_reconstruction",),
+}
+DEPENDS: dict[str, tuple[str, ...]] = {
+    "dance": ("movement",), "dance_movement": ("dance",), "music": ("style",), "music_movement": ("music",),
+    "poses": ("dance_movement", "initial"),
+}
+INPUTS = ("unit_poses", "features", "audio")  # always present
+_PRODUCT_OF = {name: product for product, names in PRODUCTS.items() for name in names}
 
-def _plain(x):
-    """Hyper-parameters as plain Python values: checkpoints reload without unpickling numpy or OmegaConf."""
-    if x is None:
-        return None
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return _plain(dataclasses.asdict(x))
-    if isinstance(x, DictConfig) or OmegaConf.is_config(x):
-        return OmegaConf.to_container(x, resolve=True)
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    return x
+
+def products_for(names: Iterable[str]) -> set[str]:
+    """The products needed to produce `names`, their dependencies included."""
+    todo = []
+    for name in names:
+        if name in INPUTS:
+            continue
+        if name not in _PRODUCT_OF:
+            raise KeyError(f"the composition forward pass produces no '{name}'")
+        todo.append(_PRODUCT_OF[name])
+    needed: set[str] = set()
+    while todo:
+        product = todo.pop()
+        if product not in needed:
+            needed.add(product)
+            todo.extend(DEPENDS.get(product, ()))
+    return needed
 
 
 def _reparameterise(mean: torch.Tensor, logvar: torch.Tensor, sample: bool) -> torch.Tensor:
@@ -88,111 +112,15 @@ def _reparameterise(mean: torch.Tensor, logvar: torch.Tensor, sample: bool) -> t
     return mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
 
 
-class CompositionOutputs(LazyOutputs):
-    """The batch's forward pass, computed lazily: each named tensor is built the first time it is read.
-
-    `detached()` is a view of the same pass whose tensors come out detached (for the critic and
-    regressor steps); both views share one cache, so nothing is computed twice.
-    """
-
-    kind = "composition forward pass"
-
-    def __init__(self, module: CompositionModule, batch: Mapping[str, torch.Tensor], sample: bool,
-                 generator: torch.Generator | None = None):
-        poses, features = batch["poses"], batch["features"]
-        if poses.dim() != 4:
-            raise D2MError(f"composition batches need poses of shape (B, L, T, P), got {tuple(poses.shape)}")
-        b, units, frames, pose_dim = poses.shape
-        if units != module.sequence_units:
-            raise D2MError(f"the composition model was built for sequences of {module.sequence_units} units "
-                           f"(sequence_units) but the batch has {units}")
-        self.m = module
-        self.sample = sample
-        self.generator = generator
-        self.units, self.frames = units, frames
-        self._detach = False
-        super().__init__()
-        self._values.update(unit_poses=poses.reshape(b * units, frames, pose_dim), features=features)
-        groups: dict[Callable[[], None], tuple[str, ...]] = {
-            self._audio: ("audio",),
-            self._style: ("style",),
-            self._movement: ("movement_mean", "movement_logvar"),
-            self._dance: ("dance_mean", "dance_logvar", "dance_z"),
-            self._dance_movement: ("dance_movement_mean", "dance_movement_logvar", "dance_movement_z"),
-            self._music: ("music_mean", "music_logvar", "music_z"),
-            self._music_movement: ("music_movement_mean", "music_movement_logvar"),
-            self._initial: ("unit_z_init",),
-            self._poses: ("pose_reconstruction",),
-        }
-        for producer, keys in groups.items():
-            for key in keys:
-                self._producers[key] = producer
-
-    # Mapping protocol: only computed values count as present, so `computed` shows what a step cost.
-    def __getitem__(self, key: str) -> torch.Tensor:
-        value = self._get(key)
-        return value.detach() if self._detach else value
-
-    def detached(self) -> CompositionOutputs:
-        view = object.__new__(CompositionOutputs)
-        view.__dict__.update(self.__dict__)
-        view._detach = True
-        return view
-
-    def _get(self, key: str) -> torch.Tensor:
-        """Producers read through this, never detached, so the shared graph stays whole."""
-        if key not in self._values:
-            self._producers[key]()
-        return self._values[key]
-
-    # -- producers ------------------------------------------------------------------------------------
-    def _audio(self) -> None:
-        self._values["audio"] = self._values["features"].mean(dim=1)
-
-    def _style(self) -> None:
-        with torch.no_grad():
-            self._values["style"] = self.m.style_extractor.style_feature(self._values["features"])
-
-    def _movement(self) -> None:
-        mean, logvar = self.m.movement_enc(self._values["unit_poses"])
-        self._values.update(movement_mean=mean, movement_logvar=logvar)
-
-    def _dance(self) -> None:
-        codes = join_codes(self._get("movement_mean"), self._get("movement_logvar"), self.units)
-        mean, logvar = self.m.dance_enc(codes)
-        self._values.update(dance_mean=mean, dance_logvar=logvar,
-                            dance_z=_reparameterise(mean, logvar, self.sample))
-
-    def _dance_movement(self) -> None:
-        mean, logvar = self.m.dance_dec(self._get("dance_z"), self.units)
-        self._values.update(dance_movement_mean=mean, dance_movement_logvar=logvar,
-                            dance_movement_z=_reparameterise(mean, logvar, self.sample))
-
-    def _music(self) -> None:
-        mean, logvar = self.m.audstyle_enc(self._get("style"), generator=self.generator)
-        self._values.update(music_mean=mean, music_logvar=logvar,
-                            music_z=_reparameterise(mean, logvar, self.sample))
-
-    def _music_movement(self) -> None:
-        mean, logvar = self.m.dance_dec(self._get("music_z"), self.units)
-        self._values.update(music_movement_mean=mean, music_movement_logvar=logvar)
-
-    def _initial(self) -> None:
-        with torch.no_grad():
-            mean, _ = self.m.initp_enc(self._values["unit_poses"][:, 0])
-        self._values["unit_z_init"] = mean
-
-    def _poses(self) -> None:
-        self._values["pose_reconstruction"] = self.m.stdp_dec(
-            self._get("unit_z_init"), self._get("dance_movement_z"), self.frames
-        )
+def _detached(out: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach() for k, v in out.items()}
 
 
 class CompositionModule(pl.LightningModule):
     """The composition GAN's training logic (manual optimisation); networks named as in the original.
 
     `config`, `decomposition_config` and `style_config` are the `composition`, `decomposition` and
-    `style` config blocks as plain dicts (missing keys take the dataclass defaults). The data-derived
+    `style` config blocks, as dataclasses or plain dicts (missing keys take the defaults). The data-derived
     numbers (feature width, class names, pose and feature statistics, the feature spec) are kept as
     hyper-parameters so a checkpoint alone can normalise new music and un-normalise generated poses.
     `sequence_units` (L) and `unit_frames` (T) are the data's sequence shape; L sizes the movement
@@ -206,9 +134,9 @@ class CompositionModule(pl.LightningModule):
 
     def __init__(
         self,
-        config: dict | None = None,
-        decomposition_config: dict | None = None,
-        style_config: dict | None = None,
+        config: CompositionConfig | dict | None = None,
+        decomposition_config: DecompositionConfig | dict | None = None,
+        style_config: StyleExtractorConfig | dict | None = None,
         feature_dim: int = 28,
         class_names: list[str] | None = None,
         pose_mean: list | None = None,
@@ -221,13 +149,13 @@ class CompositionModule(pl.LightningModule):
         pose_dim: int = 28,
     ):
         super().__init__()
-        config = _plain(config) or {}
-        decomposition_config = _plain(decomposition_config) or {}
-        style_config = _plain(style_config) or {}
+        config = plain(config) or {}
+        decomposition_config = plain(decomposition_config) or {}
+        style_config = plain(style_config) or {}
         class_names = [str(c) for c in (class_names or [])]
-        pose_mean, pose_std = _plain(pose_mean), _plain(pose_std)
-        feature_mean, feature_std = _plain(feature_mean), _plain(feature_std)
-        feature_spec = _plain(feature_spec)
+        pose_mean, pose_std = plain(pose_mean), plain(pose_std)
+        feature_mean, feature_std = plain(feature_mean), plain(feature_std)
+        feature_spec = plain(feature_spec)
         self.save_hyperparameters()
         self.automatic_optimization = False
 
@@ -242,7 +170,7 @@ class CompositionModule(pl.LightningModule):
                            f"{self.sequence_units} and {self.unit_frames}")
         self.class_names = class_names
 
-        self.terms = build_terms("composition", self.cfg.losses)
+        self.terms = build_terms("composition", self.cfg.losses, self.cfg)
         if not self.terms:
             raise D2MError("composition.losses: every loss term is switched off; enable at least one")
         needs = needed_networks(self.terms)
@@ -258,9 +186,19 @@ class CompositionModule(pl.LightningModule):
             setattr(self, name, net)
         for name in FROZEN:
             getattr(self, name).requires_grad_(False)
-        if self.cfg.finetune_lr_scale <= 0:  # in no optimiser then, so their weight gradients are not computed
-            for name in FINETUNED:
+        # Frozen networks are in no optimiser, so their weight gradients are not computed; a frozen
+        # movement encoder also runs without a graph (its codes are detached, its backward is gone).
+        self.movement_encoder_trained = self.cfg.finetune_lr_scale > 0 and self.cfg.finetune_movement_encoder
+        self.finetuned = tuple(n for n in FINETUNED if self.cfg.finetune_lr_scale > 0
+                               and (n != "movement_enc" or self.movement_encoder_trained))
+        for name in FINETUNED:
+            if name not in self.finetuned:
                 getattr(self, name).requires_grad_(False)
+        if self.cfg.style_step not in ("separate", "joint"):
+            raise D2MError(f"composition.style_step: unknown value '{self.cfg.style_step}'; choices: separate, joint")
+        if self.cfg.optim.clip_mode not in ("per_network", "joint"):
+            raise D2MError(f"composition.optim.clip_mode: unknown value '{self.cfg.optim.clip_mode}'; "
+                           "choices: per_network, joint")
         built = build_composition_networks(self.cfg, self.decomposition_cfg.movement_dim,
                                            self.style_extractor.style_dim, self.feature_dim,
                                            self.sequence_units, optional=needs)
@@ -270,13 +208,21 @@ class CompositionModule(pl.LightningModule):
 
         # The optimisation steps that have at least one enabled term, in their fixed order.
         self.active_steps = tuple(s for s in STEP_ORDER if any(s in t.steps for t in self.terms.values()))
-        # Lightning counts every optimiser step towards `global_step` (and so `max_steps`); only one
-        # step per batch is counted, so an ablated model trains for the same number of batches.
-        self.counted_step = "generator" if "generator" in self.active_steps else self.active_steps[0]
+        # Lightning counts every optimiser step in `global_step` (and so in `max_steps`): a batch
+        # takes this many, and the Trainer's `max_steps` is scaled by it (experiments/trainer.py), so an
+        # ablated model trains for the same number of batches.
+        self.optimizer_steps_per_batch = len(self.active_steps)
+        # Under DDP every step leaves some networks without a gradient (the critics in the generator
+        # step, the generators in the critics' step), so the strategy must look for unused parameters.
+        self.find_unused_parameters = True
         terms = self.terms.items()
         self.reconstruction_terms = ([n for n, t in terms if getattr(t, "reconstruction", False)]
                                      or [n for n, t in terms if "generator" in t.steps and not t.needs]
                                      or [n for n, t in terms if "generator" in t.steps])
+        # What the forward pass computes: in training what the enabled terms read, in evaluation what
+        # the reconstruction terms and the pixel error read.
+        self.train_reads = self._reads(self.terms.values())
+        self.eval_reads = self._reads(self.terms[n] for n in self.reconstruction_terms) | {"pose_reconstruction"}
 
         stats = {"pose_mean": (pose_mean, self.pose_dim, 0.0), "pose_std": (pose_std, self.pose_dim, 1.0),
                  "feature_mean": (feature_mean, self.feature_dim, 0.0),
@@ -318,10 +264,64 @@ class CompositionModule(pl.LightningModule):
         with torch.no_grad():
             return self.style_extractor.style_feature(features)
 
+    @staticmethod
+    def _reads(terms) -> set[str]:
+        """The forward-pass names the terms read; a term that declares none reads everything."""
+        reads: set[str] = set()
+        for t in terms:
+            reads |= set(getattr(t, "reads", None) or _PRODUCT_OF)
+        return reads
+
+    def forward(self, batch: Mapping[str, torch.Tensor], wants: Iterable[str] | None = None,
+                sample: bool | None = None, generator: torch.Generator | None = None,
+                given: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The named tensors of `wants` (default: what the training terms read) and what they need.
+
+        Codes are sampled when `sample` (default: in training); `generator` fixes the music noise.
+        `given` supplies products already computed (the style step passes the movement codes and
+        the style feature), which are not computed again.
+        """
+        poses, features = batch["poses"], batch["features"]
+        if poses.dim() != 4:
+            raise D2MError(f"composition batches need poses of shape (B, L, T, P), got {tuple(poses.shape)}")
+        b, units, frames, pose_dim = poses.shape
+        if units != self.sequence_units:
+            raise D2MError(f"the composition model was built for sequences of {self.sequence_units} units "
+                           f"(sequence_units) but the batch has {units}")
+        sample = self.training if sample is None else sample
+        need = products_for(self.train_reads if wants is None else wants)
+        out: dict[str, torch.Tensor] = {"unit_poses": poses.reshape(b * units, frames, pose_dim),
+                                        "features": features, "audio": features.mean(dim=1)}
+        out.update(given or {})
+        if "style" in need and "style" not in out:
+            out["style"] = self.style_feature(features)
+        if "movement" in need and "movement_mean" not in out:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.movement_encoder_trained):
+                out["movement_mean"], out["movement_logvar"] = self.movement_enc(out["unit_poses"])
+        if "dance" in need:
+            mean, logvar = self.dance_enc(join_codes(out["movement_mean"], out["movement_logvar"], units))
+            out.update(dance_mean=mean, dance_logvar=logvar, dance_z=_reparameterise(mean, logvar, sample))
+        if "dance_movement" in need:
+            mean, logvar = self.dance_dec(out["dance_z"], units)
+            out.update(dance_movement_mean=mean, dance_movement_logvar=logvar,
+                       dance_movement_z=_reparameterise(mean, logvar, sample))
+        if "music" in need:
+            mean, logvar = self.audstyle_enc(out["style"], generator=generator)
+            out.update(music_mean=mean, music_logvar=logvar, music_z=_reparameterise(mean, logvar, sample))
+        if "music_movement" in need:
+            out["music_movement_mean"], out["music_movement_logvar"] = self.dance_dec(out["music_z"], units)
+        if "initial" in need:
+            with torch.no_grad():
+                out["unit_z_init"], _ = self.initp_enc(out["unit_poses"][:, 0])
+        if "poses" in need:
+            out["pose_reconstruction"] = self.stdp_dec(out["unit_z_init"], out["dance_movement_z"], frames)
+        return out
+
     def outputs(self, batch: Mapping[str, torch.Tensor], sample: bool | None = None,
-                generator: torch.Generator | None = None) -> CompositionOutputs:
-        """The lazy forward pass over a batch; codes are sampled when `sample` (default: in training)."""
-        return CompositionOutputs(self, batch, self.training if sample is None else sample, generator)
+                generator: torch.Generator | None = None, wants: Iterable[str] | None = None
+                ) -> dict[str, torch.Tensor]:
+        """The forward pass over a batch (see `forward`); `wants` defaults to what training reads."""
+        return self(batch, wants=wants, sample=sample, generator=generator)
 
     def load_upstream(self, style_ckpt_path: str | Path, decomposition_ckpt_path: str | Path) -> None:
         """Copy the trained style extractor and decomposition networks in from their Lightning checkpoints."""
@@ -346,21 +346,28 @@ class CompositionModule(pl.LightningModule):
                            f"({first})") from None
 
     # -- training -------------------------------------------------------------------------------------
+    def step_networks(self, step: str) -> tuple[str, ...]:
+        """The networks the optimiser of `step` moves, in a fixed order."""
+        if step == "generator":
+            return (*CORE_NETWORKS, *self.finetuned)
+        owners = sorted({n for t in self.terms.values() if step in t.steps for n in t.needs})
+        if step == "regressor" and self.cfg.style_step == "separate":
+            extra = [n for n in STYLE_STEP_NETWORKS if n in CORE_NETWORKS or n in self.finetuned]
+            owners += [n for n in extra if n not in owners]
+        return tuple(owners)
+
     def configure_optimizers(self):
+        """One Adam per step (player); one parameter group per network, named, at its learning rate.
+
+        The groups are also the clipping groups of `clip_mode=per_network`.
+        """
         o = self.cfg.optim
         kw = {"betas": tuple(o.betas), "weight_decay": o.weight_decay}
         optimisers = []
         for step in self.active_steps:
-            if step == "generator":
-                groups = [{"params": [p for n in CORE_NETWORKS for p in getattr(self, n).parameters()],
-                           "lr": o.lr}]
-                if self.cfg.finetune_lr_scale > 0:
-                    groups.append({"params": [p for n in FINETUNED for p in getattr(self, n).parameters()],
-                                   "lr": o.lr * self.cfg.finetune_lr_scale})
-            else:
-                owners = {n for t in self.terms.values() if step in t.steps for n in t.needs}
-                params = [p for n in sorted(owners) for p in getattr(self, n).parameters()]
-                groups = [{"params": params, "lr": o.lr}]
+            groups = [{"params": list(getattr(self, n).parameters()), "network": n,
+                       "lr": o.lr * (self.cfg.finetune_lr_scale if n in FINETUNED else 1.0)}
+                      for n in self.step_networks(step)]
             optimisers.append(torch.optim.Adam(groups, lr=o.lr, **kw))
         return optimisers
 
@@ -370,58 +377,68 @@ class CompositionModule(pl.LightningModule):
             opts = [opts]
         return dict(zip(self.active_steps, opts))
 
-    def optimisation_step(self, step: str, out: CompositionOutputs,
-                          optimizer) -> tuple[torch.Tensor | None, dict]:
-        """One of the three steps: its weighted loss, backward, gradient clipping, one update.
+    def setup(self, stage: str) -> None:
+        precision = str(getattr(self.trainer, "precision", ""))
+        if precision in ("16-mixed", "16"):
+            raise D2MError("composition: trainer.precision=16-mixed is not supported (its three manual steps "
+                           "would clip scaled gradients); use bf16-mixed or 32-true")
 
-        Works inside a Trainer (Lightning handles precision and devices) and on its own (tests and
-        benchmarks call it with the optimisers of `configure_optimizers`).
-        """
-        view = out if step == "generator" else out.detached()
-        total, parts = weighted_sum(self.terms, step, view, self.networks, int(self.global_step))
-        if total is None:
-            return None, parts
-        optimizer.zero_grad()
+    @property
+    def batches_stepped(self) -> int:
+        """Training batches done: Lightning's `global_step` counts every optimiser's steps."""
+        return int(self.global_step) // max(1, self.optimizer_steps_per_batch)
+
+    def step_view(self, step: str, batch: Mapping[str, torch.Tensor],
+                  out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What the terms of `step` read: the pass itself (generator), detached (critics, joint style
+        step), or with `style_step=separate` z_dance recomputed from the detached movement codes."""
+        if step == "generator":
+            return out
+        if step == "regressor" and self.cfg.style_step == "separate":
+            reads = self._reads(t for t in self.terms.values() if step in t.steps)
+            given = {k: out[k].detach() for k in ("movement_mean", "movement_logvar", "style") if k in out}
+            return self(batch, wants=reads, sample=True, given=given)
+        return _detached(out)
+
+    def clip_step(self, optimizer) -> None:
+        """Gradient-norm clipping of one step's gradients (never scaled: 16-mixed is refused)."""
         clip = float(self.cfg.optim.grad_clip)
-        if self._trainer is None:
-            total.backward()
-            if clip > 0:
-                params = [p for g in optimizer.param_groups for p in g["params"]]
-                torch.nn.utils.clip_grad_norm_(params, clip)
-            optimizer.step()
+        if clip > 0 and self.cfg.optim.clip_mode == "joint":
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
         else:
-            self.manual_backward(total)
-            if clip > 0:
-                self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
-            if step == self.counted_step:
-                optimizer.step()
-            else:  # the same update through the strategy (precision plugin), without counting a step
-                raw = getattr(optimizer, "optimizer", optimizer)
-                self.trainer.strategy.optimizer_step(raw, closure=lambda: None)
-        return total.detach(), parts
+            clip_groups(optimizer, clip, self.cfg.optim.clip_mode)
 
     def training_step(self, batch, batch_idx):
-        out = self.outputs(batch, sample=True)
+        """Lightning's GAN recipe: per player, toggle its optimiser, its loss, backward, clip, step."""
+        out = self(batch, sample=True)
         opts = self._optimisers()
         n = batch["poses"].shape[0]
+        iteration = self.batches_stepped
         generator_total = None
         for step in STEP_ORDER:
             if step not in opts:
                 continue
-            total, parts = self.optimisation_step(step, out, opts[step])
+            optimizer = opts[step]
+            with self.toggled_optimizer(optimizer):
+                view = self.step_view(step, batch, out)
+                total, parts = weighted_sum(self.terms, step, view, self.networks, iteration)
+                optimizer.zero_grad()
+                self.manual_backward(total)
+                self.clip_step(optimizer)
+                optimizer.step()
+                optimizer.zero_grad()  # leave no stale gradient for the next player's step (and free it)
             for name, value in parts.items():
                 self.log(f"train/loss/{name}", value, batch_size=n)
-            if total is not None:
-                self.log(f"train/total/{step}", total, batch_size=n)
-                if step == "generator":
-                    generator_total = total
+            self.log(f"train/total/{step}", total.detach(), batch_size=n)
+            if step == "generator":
+                generator_total = total.detach()
         if generator_total is not None:
             self.log("train/loss", generator_total, prog_bar=True, batch_size=n)
 
     def _eval_step(self, batch, batch_idx: int, stage: str) -> torch.Tensor:
         """Reconstruction losses at the terms' full weights, with means for codes and fixed music noise."""
         gen = torch.Generator(device="cpu").manual_seed(batch_idx)
-        out = self.outputs(batch, sample=False, generator=gen)
+        out = self(batch, wants=self.eval_reads, sample=False, generator=gen)
         n = batch["poses"].shape[0]
         total = torch.zeros((), device=self.device)
         for name in self.reconstruction_terms:
@@ -454,6 +471,18 @@ class CompositionModule(pl.LightningModule):
             sums = self.all_gather(sums).reshape(-1, 2).sum(0)
         self.test_report = {"pose_reconstruction_px": float(sums[0]) / max(float(sums[1]), 1.0),
                             "n_test_units": int(sums[1])}
+
+
+def clip_groups(optimizer, clip: float, mode: str) -> None:
+    """Gradient-norm clipping at `clip`: one norm per parameter group (per network) or one over all."""
+    if clip <= 0:
+        return
+    raw = getattr(optimizer, "optimizer", optimizer)  # a LightningOptimizer wraps the torch one
+    if mode == "joint":
+        torch.nn.utils.clip_grad_norm_([p for g in raw.param_groups for p in g["params"]], clip)
+        return
+    for group in raw.param_groups:
+        torch.nn.utils.clip_grad_norm_(group["params"], clip)
 
 
 def _checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:

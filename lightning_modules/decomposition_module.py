@@ -1,8 +1,9 @@
 """`DecompositionModule`: trains the decomposition VAE on pairs of jittered copies of dance units.
 
-One shared forward pass per step produces named tensors on demand (`DecompositionOutputs`): a loss
-term reads the names it needs and only those are computed, so a term that is switched off costs
-nothing and the step never names a term. Names produced (suffix `_a` / `_b` = the two copies):
+`forward(batch, wants)` is the model's forward pass written out: it computes the named tensors that
+the enabled terms read (each term declares them in `reads`), with an `if` per product, so a term
+that is switched off costs nothing and the step never names a term. Names produced (suffix `_a` /
+`_b` = the two copies):
 
 - `pose_a`, `pose_b`: the input units (N, T, pose_dim), normalised.
 - `movement_mean_*`, `movement_logvar_*`, `z_movement_*`: the movement encoder's posterior and sample.
@@ -14,10 +15,13 @@ nothing and the step never names a term. Names produced (suffix `_a` / `_b` = th
 
 Codes are sampled (reparameterised) in training and taken at their means in evaluation.
 
-By default (`fused_pairs`) the two copies go through each encoder as one batch, and the decoded
-units that the enabled terms read (declared in their `reads`) through the pose decoder as one
-batch; `DecompositionOutputs` describes the layout. The maths is the same as one call per copy and
-per decode, only the order in which the codes' noise is drawn differs.
+By default (`fused_pairs`) the two copies go through each encoder as one batch of 2N and their
+rows are split afterwards, and every decoded unit asked for goes through the pose decoder in one
+call (2N rows per decode group). Every sample's computation is independent of the other rows' (no
+batch statistics anywhere), so the maths is that of one call per copy and per decode; only the
+matrix shapes change, and larger products run nearer the matmul peak. Without `fused_pairs` each
+copy and each decode is its own call (the straightforward layout). Only the order in which the
+codes' noise is drawn differs between the two.
 """
 
 from __future__ import annotations
@@ -26,33 +30,22 @@ from collections.abc import Iterable, Mapping
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from datamodules.errors import D2MError
-from lightning_modules.config import DecompositionConfig, typed
-from lightning_modules.lazy_outputs import LazyOutputs
+from lightning_modules.config import DecompositionConfig, plain, typed
 from lightning_modules.losses import build_terms, needed_networks, weighted_sum
 from lightning_modules.networks.decomposition import build_decomposition_networks
 
-__all__ = ["DECODE_GROUPS", "DecompositionModule", "DecompositionOutputs", "decode_plan", "joint_error_px"]
+__all__ = ["DECODE_GROUPS", "DecompositionModule", "decode_plan", "joint_error_px"]
 
 NETWORKS = ("initp_enc", "initp_dec", "movement_enc", "stdp_dec")
+# The networks clipped with `clip_mode=per_network`, each to its own norm (the original's choice).
+CLIPPED_NETWORKS = ("movement_enc", "stdp_dec")
 # The pose decoder's outputs, in the groups the fused forward pass decodes together.
 DECODE_GROUPS = {"recon": ("recon_a", "recon_b"), "cross": ("cross_a", "cross_b")}
 # Which copy's z_init and which copy's z_movement each decoded unit is built from.
 DECODE_CODES = {"recon_a": ("a", "a"), "recon_b": ("b", "b"), "cross_a": ("a", "b"), "cross_b": ("b", "a")}
-
-
-def _plain(x):
-    """Hyper-parameters as plain Python values, so checkpoints reload without unpickling numpy or OmegaConf."""
-    if x is None:
-        return None
-    if isinstance(x, DictConfig):
-        return OmegaConf.to_container(x, resolve=True)
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    return x
 
 
 def joint_error_px(pred: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -79,95 +72,18 @@ def decode_plan(terms: Mapping[str, object]) -> tuple[str, ...]:
     return tuple(g for g, names in DECODE_GROUPS.items() if read & set(names))
 
 
-class DecompositionOutputs(LazyOutputs):
-    """The step's forward pass, computed lazily: each named tensor is built the first time it is read.
-
-    With `fused_pairs` (the default) the two jittered copies share every network call: the movement
-    encoder and the initial-pose encoder read `cat([pose_a, pose_b])` as one batch of 2N and their
-    rows are split afterwards, and the first read of any decoded unit (`recon_*` or `cross_*`) runs the
-    pose decoder once over all the decode groups in `decodes` (the groups that the enabled terms
-    read), as one batch of 2N per group, and splits the result. Every sample's computation is
-    independent of the other rows' (no batch statistics anywhere), so the maths is that of one call
-    per copy and per decode; only the matrix shapes change, and larger products run nearer the
-    matmul peak with fewer, larger operations per recurrent step. A group outside `decodes` that is
-    read anyway (the evaluation reads `recon_a` whatever the terms) is decoded on its own when read.
-    Without `fused_pairs` each copy and each decode is its own call (the straightforward layout).
-    """
-
-    kind = "decomposition forward pass"
-
-    def __init__(self, nets: Mapping[str, nn.Module], batch: Mapping[str, torch.Tensor], sample: bool,
-                 initial_pose_frames: int, generator: torch.Generator | None = None, fused_pairs: bool = True,
-                 decodes: Iterable[str] = tuple(DECODE_GROUPS)):
-        self.nets = nets
-        self.sample = sample
-        self.k = int(initial_pose_frames)
-        self.generator = generator
-        self.fused_pairs = bool(fused_pairs)
-        self.decodes = tuple(g for g in DECODE_GROUPS if g in set(decodes))
-        super().__init__()
-        self._values.update(pose_a=batch["pose_a"], pose_b=batch["pose_b"])
-        for c in ("a", "b"):
-            for key in ("movement_mean", "movement_logvar", "z_movement"):
-                self._producers[f"{key}_{c}"] = lambda c=c: self._encode("movement", c)
-            for key in ("init_mean", "init_logvar", "z_init"):
-                self._producers[f"{key}_{c}"] = lambda c=c: self._encode("init", c)
-        for group, names in DECODE_GROUPS.items():
-            for name in names:
-                self._producers[name] = lambda group=group, name=name: self._decode_group(group, name)
-        for key in ("frames", "frames_mean", "frames_logvar", "frames_recon"):
-            self._producers[key] = self._frames
-
-    def _encode(self, code: str, c: str) -> None:
-        """`code` "movement" (the whole unit) or "init" (its first frame) for copy `c`, or for both copies."""
-        net = self.nets["movement_enc" if code == "movement" else "initp_enc"]
-
-        def inputs(poses: torch.Tensor) -> torch.Tensor:
-            return poses if code == "movement" else poses[:, 0]
-
-        if self.fused_pairs:
-            copies = ("a", "b")
-            mean, logvar = net(inputs(torch.cat([self["pose_a"], self["pose_b"]], dim=0)))
-            z = _reparameterise(mean, logvar, self.sample)
-            parts = zip(*(t.chunk(2, dim=0) for t in (mean, logvar, z)))
-        else:
-            copies = (c,)
-            mean, logvar = net(inputs(self[f"pose_{c}"]))
-            parts = [(mean, logvar, _reparameterise(mean, logvar, self.sample))]
-        for copy, (m, lv, z) in zip(copies, parts):
-            self._values.update({f"{code}_mean_{copy}": m, f"{code}_logvar_{copy}": lv, f"z_{code}_{copy}": z})
-
-    def _decode_group(self, group: str, name: str) -> None:
-        """The pose decoder on the codes of `name`, or (fused) on every planned group at once."""
-        length = self["pose_a"].shape[1]
-        if not self.fused_pairs:
-            i, m = DECODE_CODES[name]
-            self._values[name] = self.nets["stdp_dec"](self[f"z_init_{i}"], self[f"z_movement_{m}"], length)
-            return
-        names = [n for g in (self.decodes if group in self.decodes else (group,)) for n in DECODE_GROUPS[g]]
-        z_init = torch.cat([self[f"z_init_{DECODE_CODES[n][0]}"] for n in names], dim=0)
-        z_movement = torch.cat([self[f"z_movement_{DECODE_CODES[n][1]}"] for n in names], dim=0)
-        decoded = self.nets["stdp_dec"](z_init, z_movement, length).chunk(len(names), dim=0)
-        self._values.update(zip(names, decoded))
-
-    def _frames(self) -> None:
-        poses = torch.cat([self["pose_a"], self["pose_b"]], dim=0)  # (2N, T, D)
-        n, t, d = poses.shape
-        idx = torch.randint(0, t, (n, self.k), generator=self.generator,
-                            device="cpu" if self.generator is not None else poses.device).to(poses.device)
-        frames = poses.gather(1, idx.unsqueeze(-1).expand(-1, -1, d)).reshape(n * self.k, d)
-        mean, logvar = self.nets["initp_enc"](frames)
-        recon = self.nets["initp_dec"](_reparameterise(mean, logvar, self.sample))
-        self._values.update({"frames": frames, "frames_mean": mean, "frames_logvar": logvar,
-                             "frames_recon": recon})
+FRAMES = ("frames", "frames_mean", "frames_logvar", "frames_recon")
+_ENCODED = {code: {f"{k}_{c}" for c in "ab" for k in keys} for code, keys in
+            {"movement": ("movement_mean", "movement_logvar", "z_movement"),
+             "init": ("init_mean", "init_logvar", "z_init")}.items()}
 
 
 class DecompositionModule(pl.LightningModule):
     """The decomposition VAE's training logic; the networks are plain modules named as in the original.
 
-    `config` is the `decomposition` config block as a plain dict (missing keys take the defaults of
-    `DecompositionConfig`); `pose_mean` / `pose_std` (pose_dim numbers each) turn normalised errors
-    into pixels for the reported reconstruction errors.
+    `config` is the `decomposition` config block: a `DecompositionConfig`, an OmegaConf node or a
+    plain dict (missing keys take the defaults), saved as plain values; `pose_mean` / `pose_std`
+    (pose_dim numbers each) turn normalised errors into pixels for the reported reconstruction errors.
     """
 
     # Experiment config keys it is built from (the stage key hashes them).
@@ -175,15 +91,23 @@ class DecompositionModule(pl.LightningModule):
     monitor = "val/loss"
     monitor_mode = "min"
 
-    def __init__(self, config: dict | None = None, pose_dim: int = 28, pose_mean: list | None = None,
-                 pose_std: list | None = None):
+    def __init__(self, config: DecompositionConfig | dict | None = None, pose_dim: int = 28,
+                 pose_mean: list | None = None, pose_std: list | None = None):
         super().__init__()
-        config = _plain(config) or {}
-        pose_mean, pose_std = _plain(pose_mean), _plain(pose_std)
+        config = plain(config) or {}
+        pose_mean, pose_std = plain(pose_mean), plain(pose_std)
         self.save_hyperparameters()
         self.cfg: DecompositionConfig = typed(DecompositionConfig, config, "decomposition")
         self.pose_dim = int(pose_dim)
-        self.terms = build_terms("decomposition", self.cfg.losses)
+        for key, choices in (("kl_reduction", ("sum", "mean")), ("pair_reduction", ("sum", "mean")),
+                             ("movement_distance_codes", ("sampled", "mean"))):
+            if getattr(self.cfg, key) not in choices:
+                raise D2MError(f"decomposition.{key}: unknown value '{getattr(self.cfg, key)}'; "
+                               f"choices: {', '.join(choices)}")
+        if self.cfg.optim.clip_mode not in ("per_network", "joint"):
+            raise D2MError(f"decomposition.optim.clip_mode: unknown value '{self.cfg.optim.clip_mode}'; "
+                           "choices: per_network, joint")
+        self.terms = build_terms("decomposition", self.cfg.losses, self.cfg)
         if not self.terms:
             raise D2MError("decomposition.losses: every loss term is switched off; enable at least one")
         extra = needed_networks(self.terms)
@@ -199,6 +123,14 @@ class DecompositionModule(pl.LightningModule):
         self.register_buffer("pose_mean", mean, persistent=False)
         self.register_buffer("pose_std", std, persistent=False)
         self.decodes = decode_plan(self.terms)
+        everything = {*FRAMES, *_ENCODED["movement"], *_ENCODED["init"], *DECODE_CODES}
+        self.train_reads = {n for t in self.terms.values() for n in (getattr(t, "reads", None) or everything)}
+        self.eval_reads = self.train_reads | {"recon_a"}  # the pixel error reads it whatever the terms
+        # Under DDP a network that no enabled term reaches gets no gradient: the strategy must then
+        # look for unused parameters (an ablated cell), and need not otherwise (the full model).
+        reached = {n for t in self.terms.values() for n in getattr(t, "trains", NETWORKS)}
+        self.find_unused_parameters = bool(set(NETWORKS) - reached)
+        self.optimizer_steps_per_batch = 1
         self.test_report: dict = {}
 
     @property
@@ -206,12 +138,73 @@ class DecompositionModule(pl.LightningModule):
         """The four networks by their original names (a view; they are registered as attributes)."""
         return nn.ModuleDict({name: getattr(self, name) for name in NETWORKS})
 
+    def forward(self, batch: Mapping[str, torch.Tensor], wants: Iterable[str] | None = None,
+                sample: bool | None = None, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """The named tensors of `wants` (default: what the training terms read) and what they need.
+
+        Codes are sampled when `sample` (default: in training); `generator` fixes the random frames.
+        """
+        sample = self.training if sample is None else sample
+        wants = set(self.train_reads if wants is None else wants)
+        out: dict[str, torch.Tensor] = {"pose_a": batch["pose_a"], "pose_b": batch["pose_b"]}
+        decodes = tuple(g for g, names in DECODE_GROUPS.items() if wants & set(names))
+        if decodes or wants & _ENCODED["movement"]:
+            self._encode(out, "movement", sample)
+        if decodes or wants & _ENCODED["init"]:
+            self._encode(out, "init", sample)
+        if decodes:
+            self._decode(out, [n for g in decodes for n in DECODE_GROUPS[g]])
+        if wants & set(FRAMES):
+            self._frames(out, sample, generator)
+        return out
+
     def outputs(self, batch: Mapping[str, torch.Tensor], sample: bool | None = None,
-                generator: torch.Generator | None = None) -> DecompositionOutputs:
-        """The lazy forward pass over a batch; codes are sampled when `sample` (default: in training)."""
-        return DecompositionOutputs(self.networks, batch, self.training if sample is None else sample,
-                                    self.cfg.initial_pose_frames, generator, fused_pairs=self.cfg.fused_pairs,
-                                    decodes=self.decodes)
+                generator: torch.Generator | None = None, wants: Iterable[str] | None = None
+                ) -> dict[str, torch.Tensor]:
+        """The forward pass over a batch (see `forward`); `wants` defaults to what training reads."""
+        return self(batch, wants=wants, sample=sample, generator=generator)
+
+    def _encode(self, out: dict, code: str, sample: bool) -> None:
+        """`code` "movement" (the whole unit) or "init" (its first frame) of both copies."""
+        net = self.movement_enc if code == "movement" else self.initp_enc
+
+        def inputs(poses: torch.Tensor) -> torch.Tensor:
+            return poses if code == "movement" else poses[:, 0]
+
+        if self.cfg.fused_pairs:
+            mean, logvar = net(inputs(torch.cat([out["pose_a"], out["pose_b"]], dim=0)))
+            z = _reparameterise(mean, logvar, sample)
+            parts = list(zip(*(t.chunk(2, dim=0) for t in (mean, logvar, z))))
+        else:
+            parts = []
+            for c in ("a", "b"):
+                mean, logvar = net(inputs(out[f"pose_{c}"]))
+                parts.append((mean, logvar, _reparameterise(mean, logvar, sample)))
+        for copy, (m, lv, z) in zip(("a", "b"), parts):
+            out.update({f"{code}_mean_{copy}": m, f"{code}_logvar_{copy}": lv, f"z_{code}_{copy}": z})
+
+    def _decode(self, out: dict, names: list[str]) -> None:
+        """The pose decoder on the codes of each decoded unit in `names`: one call, or one per unit."""
+        length = out["pose_a"].shape[1]
+        if not self.cfg.fused_pairs:
+            for name in names:
+                i, m = DECODE_CODES[name]
+                out[name] = self.stdp_dec(out[f"z_init_{i}"], out[f"z_movement_{m}"], length)
+            return
+        z_init = torch.cat([out[f"z_init_{DECODE_CODES[n][0]}"] for n in names], dim=0)
+        z_movement = torch.cat([out[f"z_movement_{DECODE_CODES[n][1]}"] for n in names], dim=0)
+        out.update(zip(names, self.stdp_dec(z_init, z_movement, length).chunk(len(names), dim=0)))
+
+    def _frames(self, out: dict, sample: bool, generator: torch.Generator | None) -> None:
+        poses = torch.cat([out["pose_a"], out["pose_b"]], dim=0)  # (2N, T, D)
+        n, t, d = poses.shape
+        k = int(self.cfg.initial_pose_frames)
+        idx = torch.randint(0, t, (n, k), generator=generator,
+                            device="cpu" if generator is not None else poses.device).to(poses.device)
+        frames = poses.gather(1, idx.unsqueeze(-1).expand(-1, -1, d)).reshape(n * k, d)
+        mean, logvar = self.initp_enc(frames)
+        out.update(frames=frames, frames_mean=mean, frames_logvar=logvar,
+                   frames_recon=self.initp_dec(_reparameterise(mean, logvar, sample)))
 
     def reconstruct(self, poses: torch.Tensor) -> torch.Tensor:
         """Normalised units (N, T, pose_dim) rebuilt from their posterior means (no sampling)."""
@@ -219,12 +212,9 @@ class DecompositionModule(pl.LightningModule):
         z_i, _ = self.initp_enc(poses[:, 0])
         return self.stdp_dec(z_i, z_m, poses.shape[1])
 
-    def forward(self, poses: torch.Tensor) -> torch.Tensor:
-        return self.reconstruct(poses)
-
     # -- training -------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        out = self.outputs(batch, sample=True)
+        out = self(batch, sample=True)
         total, parts = weighted_sum(self.terms, "generator", out, self.networks, int(self.global_step))
         n = batch["pose_a"].shape[0]
         for name, value in parts.items():
@@ -238,7 +228,7 @@ class DecompositionModule(pl.LightningModule):
     def _eval_step(self, batch, batch_idx: int, stage: str) -> dict[str, torch.Tensor]:
         """Loss at the terms' full weights (warm-ups ignored, so epochs compare) and pixel errors."""
         gen = torch.Generator().manual_seed(batch_idx)  # the same random frames at every evaluation
-        out = self.outputs(batch, sample=False, generator=gen)
+        out = self(batch, wants=self.eval_reads, sample=False, generator=gen)
         n = batch["pose_a"].shape[0]
         total = sum(float(t.cfg.weight) * t.compute("generator", out, self.networks) for t in self.terms.values())
         self.log(f"{stage}/loss", total, batch_size=n, sync_dist=True)
@@ -273,5 +263,27 @@ class DecompositionModule(pl.LightningModule):
         }
 
     def configure_optimizers(self):
+        """One Adam, one named parameter group per network (the clipping groups of `per_network`)."""
         o = self.cfg.optim
-        return torch.optim.Adam(self.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        groups = [{"params": list(getattr(self, n).parameters()), "network": n} for n in NETWORKS]
+        return torch.optim.Adam(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Clip as `optim.grad_clip` and `optim.clip_mode` say, whatever the Trainer was given.
+
+        Lightning calls this after the backward and after unscaling mixed-precision gradients.
+        `per_network`: `clip_grad_norm_(net, grad_clip)` for each of `CLIPPED_NETWORKS`; `joint`: one
+        norm over every parameter.
+        """
+        self.clip_step_gradients()
+
+    def clip_step_gradients(self) -> None:
+        """The clipping itself, on gradients already unscaled (also called by loops without a Trainer)."""
+        clip = float(self.cfg.optim.grad_clip)
+        if clip <= 0:
+            return
+        if self.cfg.optim.clip_mode == "joint":
+            torch.nn.utils.clip_grad_norm_(list(self.parameters()), clip)
+            return
+        for name in CLIPPED_NETWORKS:
+            torch.nn.utils.clip_grad_norm_(getattr(self, name).parameters(), clip)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 
 from datamodules.errors import D2MError
-from lightning_modules.config import StyleExtractorConfig, typed
+from lightning_modules.config import StyleExtractorConfig, plain, typed
 from lightning_modules.networks.style_extractor import StyleExtractor
 
 __all__ = ["StyleExtractorModule", "confusion_report"]
@@ -48,8 +47,9 @@ def confusion_report(counts: torch.Tensor, class_names: list[str]) -> dict:
 class StyleExtractorModule(pl.LightningModule):
     """Cross-entropy training of a `StyleExtractor` over windows of audio features.
 
-    `config` is the `style` config block as a plain dict (missing keys take the defaults of
-    `StyleExtractorConfig`); `feature_dim` and `class_names` come from the data.
+    `config` is the `style` config block: a `StyleExtractorConfig`, an OmegaConf node or a plain dict
+    (missing keys take the defaults), saved as plain values; `feature_dim` and `class_names` come
+    from the data.
     """
 
     # Experiment config keys it is built from (the stage key hashes them).
@@ -57,9 +57,10 @@ class StyleExtractorModule(pl.LightningModule):
     monitor = "val/acc"
     monitor_mode = "max"
 
-    def __init__(self, config: dict | None = None, feature_dim: int = 28, class_names: list[str] | None = None):
+    def __init__(self, config: StyleExtractorConfig | dict | None = None, feature_dim: int = 28,
+                 class_names: list[str] | None = None):
         super().__init__()
-        config = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else (config or {})
+        config = plain(config) or {}
         class_names = [str(c) for c in (class_names or [])]
         self.save_hyperparameters()
         if len(class_names) < 2:

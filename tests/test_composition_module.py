@@ -6,11 +6,12 @@ import warnings
 import pytest
 import pytorch_lightning as pl
 import torch
+from composition_steps import StepRecorder, fit_steps
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.errors import D2MError
 from experiments.presets import PRESETS
-from lightning_modules.composition_module import STEP_ORDER, CompositionModule
+from lightning_modules.composition_module import CompositionModule
 from lightning_modules.decomposition_module import DecompositionModule
 from lightning_modules.generation import generate_dance
 from lightning_modules.style_module import StyleExtractorModule
@@ -50,9 +51,10 @@ class RandomSequences(Dataset):
 
 
 def fit(module: CompositionModule, steps: int = 2) -> pl.Trainer:
-    trainer = pl.Trainer(max_steps=steps, max_epochs=5, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         limit_val_batches=1, log_every_n_steps=1, accelerator="cpu", devices=1)
+    """`steps` training batches (Lightning's `max_steps` counts every optimiser's steps)."""
+    trainer = pl.Trainer(max_steps=steps * module.optimizer_steps_per_batch, max_epochs=5, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, limit_val_batches=1, log_every_n_steps=1, accelerator="cpu", devices=1)
     loader = DataLoader(RandomSequences(), batch_size=4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -77,7 +79,9 @@ def test_every_combination_of_alignment_terms_trains(switches):
     enabled = dict(zip(ALIGNMENT, switches))
     module = make_module(enabled)
     trainer = fit(module, steps=2)
-    assert trainer.global_step == 2  # one counted step per batch, whatever the number of optimisers
+    # Lightning counts each optimiser's step; the module says how many a batch takes
+    assert trainer.global_step == 2 * module.optimizer_steps_per_batch == 2 * len(module.active_steps)
+    assert module.batches_stepped == 2
     logged = set(trainer.callback_metrics)
     for term, on in enabled.items():
         keys = {k for k in logged if k.startswith(f"train/loss/{term}")}
@@ -104,11 +108,10 @@ def test_disabled_terms_leave_no_parameters_and_compute_nothing():
         assert not any(k.startswith(f"{net}.") for k in ablated.state_dict())
         assert count(ablated) == previous - sum(p.numel() for p in getattr(full, net).parameters())
     bare = make_module(dict.fromkeys(ALIGNMENT, False))
-    out = bare.outputs(make_batch(), sample=True)
-    opts = dict(zip(bare.active_steps, bare.configure_optimizers()))
-    bare.optimisation_step("generator", out, opts["generator"])
-    assert not any(k.startswith("music") for k in out.computed)  # the music path costs nothing here
-    assert "style" not in out.computed
+    out = bare(make_batch(), sample=True)
+    assert not any(k.startswith("music") for k in out)  # the music path costs nothing here
+    assert "style" not in out
+    assert {"pose_reconstruction", "dance_movement_mean", "movement_mean"} <= set(out)
 
 
 def test_all_terms_off_is_a_clear_error():
@@ -117,35 +120,30 @@ def test_all_terms_off_is_a_clear_error():
 
 
 def test_generator_and_discriminator_steps_touch_only_their_own_networks():
+    """Toggled optimisers: each step's backward reaches only its own player's weights."""
     torch.manual_seed(0)
     module = make_module()
-    module.train()
-    opts = dict(zip(module.active_steps, module.configure_optimizers()))
     generators = ("dance_enc", "dance_dec", "audstyle_enc", "movement_enc", "stdp_dec")
     critics = ("zdance_dis", "danceAud_dis")
     everything = (*generators, *critics, "dance_reg", "style_extractor", "initp_enc", "initp_dec")
-
-    out = module.outputs(make_batch(), sample=True)
-    before = snapshot(module, everything)
-    module.optimisation_step("discriminator", out, opts["discriminator"])
-    assert changed(before, module) == set(critics)
-
-    before = snapshot(module, everything)
-    module.optimisation_step("generator", out, opts["generator"])
-    assert changed(before, module) == set(generators)
-
-    before = snapshot(module, everything)
-    module.optimisation_step("regressor", out, opts["regressor"])
-    assert changed(before, module) == {"dance_reg"}
+    recorder = StepRecorder(everything)
+    fit_steps(module, make_batch(), callbacks=[recorder])
+    # the tiny preset's joint style step: the regressor learns alone on detached codes
+    assert recorder.moved() == [set(critics), set(generators), {"dance_reg"}]
+    assert recorder.with_grad == [set(critics), set(generators), {"dance_reg"}]  # no critic backward in the
+    assert len(set(recorder.optimisers)) == 3                                     # generator step, and so on
 
 
 def test_finetuned_networks_learn_at_a_fraction_of_the_rate():
     module = make_module()
     gen = module.configure_optimizers()[module.active_steps.index("generator")]
-    lrs = [g["lr"] for g in gen.param_groups]
-    assert lrs == [pytest.approx(1e-2), pytest.approx(1e-2 * module.cfg.finetune_lr_scale)]
-    finetuned = {id(p) for n in ("movement_enc", "stdp_dec") for p in getattr(module, n).parameters()}
-    assert {id(p) for p in gen.param_groups[1]["params"]} == finetuned
+    lrs = {g["network"]: g["lr"] for g in gen.param_groups}
+    scaled = 1e-2 * module.cfg.finetune_lr_scale
+    assert lrs == {"dance_enc": pytest.approx(1e-2), "dance_dec": pytest.approx(1e-2),
+                   "audstyle_enc": pytest.approx(1e-2), "movement_enc": pytest.approx(scaled),
+                   "stdp_dec": pytest.approx(scaled)}
+    for group in gen.param_groups:
+        assert {id(p) for p in group["params"]} == {id(p) for p in getattr(module, group["network"]).parameters()}
     in_any = {id(p) for o in module.configure_optimizers() for g in o.param_groups for p in g["params"]}
     for frozen in ("style_extractor", "initp_enc", "initp_dec"):
         assert not any(id(p) in in_any for p in getattr(module, frozen).parameters())
@@ -165,16 +163,14 @@ def test_a_zero_finetune_scale_freezes_the_movement_encoder_and_pose_decoder():
     before = snapshot(module, watched)
     batch = make_batch()
     for m in (module, reference):
-        m.train()
         opts = dict(zip(m.active_steps, m.configure_optimizers()))
-        assert len(opts["generator"].param_groups) == 1
+        assert [g["network"] for g in opts["generator"].param_groups] == ["dance_enc", "dance_dec", "audstyle_enc"]
         torch.manual_seed(1)
-        out = m.outputs(batch, sample=True)
-        for step in STEP_ORDER:
-            if step in opts:
-                m.optimisation_step(step, out, opts[step])
+        fit_steps(m, batch)
     assert all(p.grad is None for n in finetuned for p in getattr(module, n).parameters())
-    assert all(p.grad is not None for n in finetuned for p in getattr(reference, n).parameters())
+    assert all(p.grad is not None for p in reference.stdp_dec.parameters())
+    # a frozen movement encoder runs without a graph: no gradient even where its weights would accept one
+    assert all(p.grad is None for p in reference.movement_enc.parameters())
     assert changed(before, module) == {"dance_enc", "dance_dec"}  # the pose loss still reaches dance_dec
     for name, value in reference.state_dict().items():
         torch.testing.assert_close(module.state_dict()[name], value, msg=name)
@@ -247,3 +243,20 @@ def test_checkpoint_round_trip_generates_the_same_dance(tmp_path):
     a = generate_dance(module, features, samples=2, generator=torch.Generator().manual_seed(3))
     b = generate_dance(again, features, samples=2, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+def test_config_blocks_may_be_dataclasses_and_are_saved_as_plain_values():
+    from lightning_modules.config import CompositionConfig, DecompositionConfig, StyleExtractorConfig
+
+    blocks = {"config": CompositionConfig(**{k: v for k, v in TINY["composition"].items()
+                                            if k not in ("optim", "losses")}),
+              "decomposition_config": DecompositionConfig(**{k: v for k, v in TINY["decomposition"].items()
+                                                            if k not in ("optim", "losses")}),
+              "style_config": StyleExtractorConfig(arch="improved", hidden=8, style_dim=8, head_hidden=8)}
+    module = CompositionModule(**blocks, feature_dim=F, class_names=["ballet", "hiphop", "zumba"])
+    saved = module.hparams
+    assert all(type(saved[k]) is dict for k in blocks)
+    assert saved["style_config"]["layers"] == 2 and saved["style_config"]["window"] == 150  # the arch's sizes
+    assert module.style_extractor.recurrent.num_layers == 2
+    assert module.cfg == CompositionModule(saved["config"], saved["decomposition_config"], saved["style_config"],
+                                           feature_dim=F, class_names=["ballet", "hiphop", "zumba"]).cfg

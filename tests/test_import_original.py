@@ -377,6 +377,7 @@ def test_composition_forward_pass_matches_reference(imported, modules):
     comp, states, gen = modules.composition, imported.states, imported.gen
     poses, features = _randn(B, L, T, 28, gen=gen), _randn(B, L * T, 28, gen=gen)
     out = comp.outputs({"poses": poses, "features": features}, sample=False)
+    assert comp.cfg.style_frames == 30
 
     units = poses.reshape(B * L, T, 28)
     m_mean, m_logvar = ref_movement_enc(states["stage2_movement_enc"], units)
@@ -386,7 +387,8 @@ def test_composition_forward_pass_matches_reference(imported, modules):
     want = {
         "movement_mean": m_mean, "movement_logvar": m_logvar, "dance_mean": d_mean, "dance_logvar": d_logvar,
         "dance_movement_mean": dm_mean, "dance_movement_logvar": dm_logvar,
-        "style": ref_style(states["aud_3cls"], features)[0], "audio": features.mean(dim=1),
+        # the style feature reads the first 2 s (30 frames) of the music in training, as at generation
+        "style": ref_style(states["aud_3cls"], features[:, :30])[0], "audio": features.mean(dim=1),
         "pose_reconstruction": ref_stdp_dec(states["stage2_stdp_dec"], z_init, dm_mean, T),
     }
     for key, value in want.items():

@@ -7,6 +7,7 @@ from lightning_modules.losses.base import (
     STEPS,
     LossTerm,
     build_terms,
+    combine_pair,
     known_terms,
     needed_networks,
     register,
@@ -17,4 +18,5 @@ for _info in pkgutil.iter_modules(__path__):
     if _info.name != "base":
         importlib.import_module(f"{__name__}.{_info.name}")
 
-__all__ = ["STEPS", "LossTerm", "build_terms", "known_terms", "needed_networks", "register", "weighted_sum"]
+__all__ = ["STEPS", "LossTerm", "build_terms", "combine_pair", "known_terms", "needed_networks", "register",
+           "weighted_sum"]

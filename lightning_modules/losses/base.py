@@ -27,15 +27,22 @@ class LossTerm:
 
     Subclasses set the class attributes and implement `compute`, which returns the unweighted loss
     of this term for `step` from the shared forward pass `out`, using the built networks `nets`.
+    `model_cfg` is the whole model block (a `DecompositionConfig` or `CompositionConfig`): a term
+    reads the objective's switches (reductions, formulations) there; None takes the schema defaults.
     """
 
     name: ClassVar[str]
     model: ClassVar[str]  # "decomposition" | "composition"
-    steps: ClassVar[tuple[str, ...]] = ("generator",)
+    steps: tuple[str, ...] = ("generator",)  # a term may narrow it per instance from `model_cfg`
     needs: ClassVar[tuple[str, ...]] = ()  # names of optional networks the term needs
 
-    def __init__(self, cfg: LossTermConfig):
+    def __init__(self, cfg: LossTermConfig, model_cfg=None):
         self.cfg = cfg
+        self.model_cfg = model_cfg
+
+    def option(self, key: str, default):
+        """A switch of the model block (e.g. `kl_reduction`), or its default without a model block."""
+        return getattr(self.model_cfg, key, default) if self.model_cfg is not None else default
 
     def weight_at(self, iteration: int) -> float:
         """The term's weight at a training iteration, with the optional sigmoid warm-up."""
@@ -61,7 +68,16 @@ def known_terms(model: str) -> list[str]:
     return sorted(name for (m, name) in _REGISTRY if m == model)
 
 
-def build_terms(model: str, configs: dict[str, LossTermConfig]) -> dict[str, LossTerm]:
+def combine_pair(a: torch.Tensor, b: torch.Tensor, reduction: str) -> torch.Tensor:
+    """The two jittered copies' values of one term: summed (the original) or averaged."""
+    if reduction == "sum":
+        return a + b
+    if reduction == "mean":
+        return 0.5 * (a + b)
+    raise D2MError(f"pair_reduction: unknown value '{reduction}'; choices: sum, mean")
+
+
+def build_terms(model: str, configs: dict[str, LossTermConfig], model_cfg=None) -> dict[str, LossTerm]:
     """Instantiate the enabled terms of `model`; an unknown name is an error listing the known ones."""
     terms = {}
     for name, cfg in configs.items():
@@ -71,7 +87,7 @@ def build_terms(model: str, configs: dict[str, LossTermConfig]) -> dict[str, Los
                 f"unknown {model} loss term '{name}'; known terms: {', '.join(known_terms(model))}"
             )
         if cfg.enabled:
-            terms[name] = cls(cfg)
+            terms[name] = cls(cfg, model_cfg)
     return terms
 
 

@@ -31,6 +31,8 @@ class DanceCodeAlignment(LossTerm):
     model = "composition"
     steps = ("discriminator", "generator")
     needs = ("zdance_dis",)
+    # the forward-pass outputs `compute` reads
+    reads = ("dance_mean", "dance_logvar", "music_mean", "music_logvar", "audio")
 
     def compute(self, step, out, nets) -> torch.Tensor:
         real = torch.cat([out["dance_mean"], out["dance_logvar"]], dim=1)

@@ -18,6 +18,8 @@ class MovementAlignment(LossTerm):
     model = "composition"
     steps = ("discriminator", "generator")
     needs = ("danceAud_dis",)
+    reads = ("dance_movement_mean", "dance_movement_logvar", "music_movement_mean",
+             "music_movement_logvar", "audio")  # the forward-pass outputs `compute` reads
 
     def compute(self, step, out, nets) -> torch.Tensor:
         units = out["dance_movement_mean"].shape[0] // out["audio"].shape[0]

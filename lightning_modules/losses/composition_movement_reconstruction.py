@@ -16,6 +16,8 @@ class CompositionMovementReconstruction(LossTerm):
     name = "movement_reconstruction"
     model = "composition"
     reconstruction = True  # part of the validation loss that selects checkpoints
+    # the forward-pass outputs `compute` reads
+    reads = ("dance_movement_mean", "dance_movement_logvar", "movement_mean", "movement_logvar")
 
     def compute(self, step, out, nets) -> torch.Tensor:
         return (F.l1_loss(out["dance_movement_mean"], out["movement_mean"])

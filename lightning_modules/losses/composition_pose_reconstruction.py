@@ -16,6 +16,7 @@ class CompositionPoseReconstruction(LossTerm):
     name = "pose_reconstruction"
     model = "composition"
     reconstruction = True  # part of the validation loss that selects checkpoints
+    reads = ("pose_reconstruction", "unit_poses")  # the forward-pass outputs `compute` reads
 
     def compute(self, step, out, nets) -> torch.Tensor:
         return F.l1_loss(out["pose_reconstruction"], out["unit_poses"])

@@ -15,6 +15,7 @@ from lightning_modules.losses.base import LossTerm, register
 class InitialPoseReconstruction(LossTerm):
     name = "initial_pose_reconstruction"
     model = "decomposition"
+    trains = ("initp_enc", "initp_dec")  # the networks its gradient reaches
     reads = ("frames", "frames_recon")  # the forward-pass outputs `compute` reads
 
     def compute(self, step, out, nets) -> torch.Tensor:

@@ -7,27 +7,36 @@ sigmoid warm-up of `LossTermConfig`, so reconstruction is learned first.
 
 import torch
 
-from lightning_modules.losses.base import LossTerm, register
+from datamodules.errors import D2MError
+from lightning_modules.losses.base import LossTerm, combine_pair, register
 
 
-def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean, exp(logvar)) || N(0, I)), averaged over batch and code dimensions.
+def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) of codes (N, D), one number for the batch.
 
-    Averaging over dimensions keeps the term's scale independent of the code widths, so one weight
-    serves every size preset.
+    `sum` (the original release): `-0.5 * sum over the D code dimensions of (1 + logvar - mean^2 -
+    exp(logvar))`, averaged over the N rows, so the term grows with the code width. `mean` averages
+    over the dimensions too, which keeps the term's scale independent of the widths (one weight for
+    every size preset) but gives a 512-wide code 1/512 of the original's weight.
     """
-    return -0.5 * torch.mean(1.0 + logvar - mean.pow(2) - logvar.exp())
+    per_dim = 1.0 + logvar - mean.pow(2) - logvar.exp()
+    if reduction == "sum":
+        return -0.5 * per_dim.sum(dim=-1).mean()
+    if reduction == "mean":
+        return -0.5 * per_dim.mean()
+    raise D2MError(f"kl_reduction: unknown value '{reduction}'; choices: sum, mean")
 
 
 @register
 class DecompositionKL(LossTerm):
     name = "kl"
     model = "decomposition"
+    trains = ("initp_enc", "movement_enc")  # the networks its gradient reaches
     reads = tuple(f"{k}_{c}" for c in "ab" for k in ("init_mean", "init_logvar", "movement_mean", "movement_logvar"))
 
     def compute(self, step, out, nets) -> torch.Tensor:
-        total = 0.0
-        for c in ("a", "b"):
-            total = total + gaussian_kl(out[f"init_mean_{c}"], out[f"init_logvar_{c}"])
-            total = total + gaussian_kl(out[f"movement_mean_{c}"], out[f"movement_logvar_{c}"])
-        return 0.5 * total
+        reduction = self.option("kl_reduction", "sum")
+        per_copy = [gaussian_kl(out[f"init_mean_{c}"], out[f"init_logvar_{c}"], reduction)
+                    + gaussian_kl(out[f"movement_mean_{c}"], out[f"movement_logvar_{c}"], reduction)
+                    for c in ("a", "b")]
+        return combine_pair(*per_copy, self.option("pair_reduction", "sum"))
