@@ -37,12 +37,14 @@ from ablations.bench_cases import (
 from ablations.bench_measure import (
     PeakMemory,
     Timed,
+    any_stepper,
     compile_networks,
     count_flops,
     matmul_peak,
     plain_stepper,
     time_lightning,
     time_plain,
+    trainer_stepper,
 )
 from ablations.bench_report import COLUMNS, NO_CUDA, fast_path_frame, log_wandb, write_outputs
 from ablations.progress import CaseProgress
@@ -143,7 +145,7 @@ def measure_case(case: BenchCase, cfg, device: torch.device, steps: int, warmup:
     step = plain_stepper(module, case.family, device, precision)
     if step is None:  # manual optimisation: the step runs in a Trainer only; FLOPs of one Trainer step
         plain = Timed([], 0)
-        step = _trainer_step(module, device, precision, seed)
+        step = trainer_stepper(module, device, precision, seed)
     else:
         plain = time_plain(step, batch, device, steps, warmup, seed)
     result: dict[str, Any] = {"plain": plain}
@@ -163,20 +165,11 @@ def measure_case(case: BenchCase, cfg, device: torch.device, steps: int, warmup:
     return result
 
 
-def _trainer_step(module, device: torch.device, precision: str, seed: int):
-    """One training step of `module` through a Trainer, as a (batch, iteration) step function."""
-
-    def step(batch, it):
-        time_lightning(module, batch, device, steps=1, warmup=0, precision=precision, seed=seed + it)
-
-    return step
-
-
 def _flops_on_cpu(case: BenchCase, cfg, seed: int) -> int:
     torch.manual_seed(seed)
     module = build_module(case, cfg).train()
     cpu = torch.device("cpu")
-    step = plain_stepper(module, case.family, cpu) or _trainer_step(module, cpu, "fp32", seed)
+    step = any_stepper(module, case.family, cpu, "fp32", seed)
     n = count_flops(step, make_batch(case, cfg, "cpu", seed))
     del module
     gc.collect()

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["PeakMemory", "Timed", "compile_networks", "count_flops", "matmul_peak", "plain_stepper",
-           "synchronize", "time_lightning", "time_plain"]
+__all__ = ["PeakMemory", "Timed", "any_stepper", "compile_networks", "count_flops", "matmul_peak", "plain_stepper",
+           "synchronize", "time_lightning", "time_plain", "trainer_stepper"]
 
 StepFn = Callable[[Mapping[str, torch.Tensor], int], "torch.Tensor | None"]
 
@@ -223,6 +223,24 @@ def time_lightning(module, batch: Mapping[str, torch.Tensor], device: torch.devi
     if manual and losses:
         losses[-1] = _as_float(trainer.callback_metrics.get("train/loss"))
     return Timed(_intervals(clock.stamps), warmup, losses)
+
+
+def trainer_stepper(module, device: torch.device, precision: str = "fp32", seed: int = 0) -> StepFn:
+    """One training step of `module` through a Trainer per call, as a (batch, iteration) step function.
+
+    For counting a step's work (FLOPs) of a module with manual optimisation, whose step exists only
+    inside a Trainer; each call also pays the Trainer's start, so time such modules with `time_lightning`.
+    """
+
+    def step(batch, it):
+        time_lightning(module, batch, device, steps=1, warmup=0, precision=precision, seed=seed + it)
+
+    return step
+
+
+def any_stepper(module, family: str, device: torch.device, precision: str = "fp32", seed: int = 0) -> StepFn:
+    """The plain step where the module has one, else one Trainer step per call."""
+    return plain_stepper(module, family, device, precision) or trainer_stepper(module, device, precision, seed)
 
 
 def compile_networks(module, family: str) -> None:

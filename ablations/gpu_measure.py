@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ablations.bench_cases import CASES, BenchCase, build_module, case_config, epoch_budget, make_batch
-from ablations.bench_measure import count_flops, plain_stepper, synchronize, time_plain
+from ablations.bench_measure import any_stepper, count_flops, plain_stepper, synchronize, time_lightning, time_plain
 from datamodules.errors import D2MError
 
 __all__ = ["OOM_MARKERS", "case", "config_at", "cpu_reference", "feature_check", "grid_rows", "is_oom",
@@ -118,7 +118,7 @@ def step_flops(c: BenchCase, preset: str, batch: int) -> int:
     cpu = torch.device("cpu")
     torch.manual_seed(0)
     module = build_module(c, cfg).train()
-    n = count_flops(plain_stepper(module, c.family, cpu), make_batch(c, cfg, cpu, 0))
+    n = count_flops(any_stepper(module, c.family, cpu), make_batch(c, cfg, cpu, 0))
     del module
     gc.collect()
     return n * batch // FLOP_BATCH
@@ -145,7 +145,8 @@ def probe_step(key: str, device: torch.device, preset: str = "paper", precision:
             module = build_module(c, cfg).to(device).train()
             data = make_batch(c, cfg, device, 0)
             step = plain_stepper(module, c.family, device, precision)
-            timed = time_plain(step, data, device, steps=1, warmup=1)
+            timed = (time_plain(step, data, device, steps=1, warmup=1) if step is not None  # GAN: Trainer only
+                     else time_lightning(module, data, device, steps=1, warmup=1, precision=precision))
             synchronize(device)
             peak = float(torch.cuda.max_memory_allocated(device) - base) if device.type == "cuda" else float("nan")
             return timed.median_ms, peak
@@ -214,10 +215,16 @@ def cpu_reference(keys: list[str], batches: list[int], steps: int = 2, threads: 
             torch.manual_seed(0)
             module = build_module(c, cfg).train()
             step, data = plain_stepper(module, c.family, cpu), make_batch(c, cfg, cpu, 0)
-            time_plain(step, data, cpu, steps=1, warmup=0)  # first allocations, not timed
-            t0 = time.process_time()
-            timed = time_plain(step, data, cpu, steps, 0)
-            cpu_ms = 1000.0 * (time.process_time() - t0) / steps
+            if step is not None:
+                time_plain(step, data, cpu, steps=1, warmup=0)  # first allocations, not timed
+                t0 = time.process_time()
+                timed = time_plain(step, data, cpu, steps, 0)
+                cpu_ms = 1000.0 * (time.process_time() - t0) / steps
+            else:  # manual optimisation (the GAN): steps inside one Trainer run, after one warm-up step
+                t0, w0 = time.process_time(), time.perf_counter()
+                timed = time_lightning(module, data, cpu, steps, warmup=1)
+                busy = (time.process_time() - t0) / max(time.perf_counter() - w0, 1e-9)
+                cpu_ms = timed.median_ms * busy  # the step's wall time times the run's CPU share
             rows.append({"module": key, "batch": batch, "plain_ms_per_step": timed.median_ms,
                          "cpu_ms_per_step": cpu_ms, "steps": steps, "step_ms": timed.step_ms,
                          "load": os.getloadavg()[0]})
@@ -294,17 +301,22 @@ def profile_step(key: str, device: torch.device, batch: int, preset: str = "pape
     module = build_module(c, cfg).to(device).train()
     data = make_batch(c, cfg, device, 0)
     step = plain_stepper(module, c.family, device, precision)
-    for i in range(warmup):
-        step(data, i)
+    if step is not None:
+        for i in range(warmup):
+            step(data, i)
     synchronize(device)
     cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
-        t0 = time.perf_counter()
-        for i in range(steps):
-            step(data, warmup + i)
-        synchronize(device)
-        wall_ms = 1000.0 * (time.perf_counter() - t0) / steps
+        if step is not None:
+            t0 = time.perf_counter()
+            for i in range(steps):
+                step(data, warmup + i)
+            synchronize(device)
+            wall_ms = 1000.0 * (time.perf_counter() - t0) / steps
+        else:  # manual optimisation (the GAN): its steps run inside a Trainer, warm-up steps profiled too
+            wall_ms = time_lightning(module, data, device, steps, warmup, precision).median_ms
+            steps += warmup  # the per-step counts below then cover every profiled step
 
     def on_device(e) -> bool:
         return str(getattr(e, "device_type", "")).endswith("CUDA")

@@ -156,12 +156,12 @@ def test_make_gpu_check_without_cuda_runs_every_part_it_can(tmp_path):
 def test_step_flops_scale_exactly_with_the_batch(key):
     """The GPU rows' FLOPs are a small CPU count scaled by the batch: that needs every product linear in it."""
     from ablations.bench_cases import build_module, make_batch
-    from ablations.bench_measure import count_flops, plain_stepper
+    from ablations.bench_measure import any_stepper, count_flops
     from ablations.gpu_measure import FLOP_BATCH, case, config_at, step_flops
 
     c = case(key)
     cfg = config_at(c, "tiny", 2 * FLOP_BATCH)
     torch.manual_seed(0)
     module = build_module(c, cfg).train()
-    direct = count_flops(plain_stepper(module, c.family, torch.device("cpu")), make_batch(c, cfg, "cpu", 0))
+    direct = count_flops(any_stepper(module, c.family, torch.device("cpu")), make_batch(c, cfg, "cpu", 0))
     assert direct > 0 and step_flops(c, "tiny", 2 * FLOP_BATCH) == direct
