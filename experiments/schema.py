@@ -20,6 +20,7 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     progress_bar: bool = False
     threads: int = 0  # torch CPU threads; 0 leaves torch's default (in no stage key)
+    overfit_batches: float = 0.0  # > 0: train (and validate) on this many fixed batches, a debugging check
 
 
 @dataclass

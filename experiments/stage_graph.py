@@ -26,7 +26,7 @@ from experiments.config import config_hash, to_container
 # Trainer settings that change the numbers a stage produces (threads, logging cadence and the
 # progress bar do not, and are in no key).
 TRAINER_READS = tuple(f"trainer.{k}" for k in ("accelerator", "devices", "num_nodes", "strategy", "precision",
-                                                "deterministic"))
+                                                "deterministic", "overfit_batches"))
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,15 @@ def strategy_for(name: str, module: pl.LightningModule | None):
     from pytorch_lightning.strategies import DDPStrategy
 
     return DDPStrategy(find_unused_parameters=bool(find_unused), start_method=starts[name])
+def _overfit(cfg: DictConfig) -> dict:
+    """Lightning's `overfit_batches` (a model that cannot memorise one batch is broken before capacity).
+
+    An integer-valued setting counts batches (1.0 means one batch, not the whole set); 0 leaves it out.
+    """
+    n = float(cfg.trainer.get("overfit_batches", 0.0) or 0.0)
+    if n <= 0:
+        return {}
+    return {"overfit_batches": int(n) if n >= 1 and n == int(n) else n}
 
 
 def build_trainer(
@@ -239,5 +248,6 @@ def build_trainer(
         enable_model_summary=False,
         default_root_dir=str(stage_dir),
         num_sanity_val_steps=0,
+        **_overfit(cfg),
     )
     return trainer, checkpoint, timer

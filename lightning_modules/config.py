@@ -49,6 +49,9 @@ class OptimConfig:
     check_val_every_n_epoch: int = 1
     val_every_n_steps: int = 0  # with max_steps > 0: validate every N steps (0: once, at max_steps)
     early_stopping_patience: int = 0  # epochs without validation improvement; 0 disables
+    lr_schedule: str = "constant"  # constant | cosine (to lr * lr_final_scale at max_steps); schedules.py
+    lr_warmup_steps: int = 0  # linear warm-up of the learning rate over the first N steps
+    lr_final_scale: float = 0.0  # cosine: the rate at max_steps, as a fraction of lr
 
 
 # The sizes each style-extractor architecture takes unless the config gives them (DESIGN.md section 3).

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.errors import D2MError
 from experiments.presets import PRESETS
-from lightning_modules.decomposition_module import DecompositionModule, joint_error_px
+from lightning_modules.decomposition_module import DecompositionModule, joint_error_px, joint_speed_px
 from lightning_modules.losses import build_terms, needed_networks
 from lightning_modules.losses.decomposition_kl import gaussian_kl
 
@@ -186,6 +186,13 @@ def test_pixel_errors_un_normalise_and_measure_joint_distance():
     torch.testing.assert_close(joint_error_px(pred, target, mean, std), torch.full((2,), 5.0))
 
 
+def test_joint_speed_is_the_mean_joint_step_in_pixels():
+    mean, std = torch.zeros(28), torch.full((28,), 10.0)
+    poses = torch.zeros(2, 5, 28)
+    poses[0, :, 0::2] = torch.arange(5.0).unsqueeze(1) * 0.3  # 3 px a frame in x, every joint
+    torch.testing.assert_close(joint_speed_px(poses, mean, std), torch.tensor([3.0, 0.0]))
+
+
 def test_validation_and_test_report_pixel_errors_and_first_pose_baseline():
     torch.manual_seed(0)
     module = DecompositionModule(tiny_config(), pose_mean=[200.0] * 28, pose_std=[40.0] * 28)
@@ -193,8 +200,16 @@ def test_validation_and_test_report_pixel_errors_and_first_pose_baseline():
     assert {"val/loss", "val/recon_px"} <= set(trainer.callback_metrics)
     trainer.test(module, DataLoader(Units(16, seed=2), batch_size=8), verbose=False)
     report = module.test_report
-    assert set(report) == {"recon_px", "first_pose_px", "n_test"} and report["n_test"] == 16
+    assert set(report) == {"recon_px", "first_pose_px", "n_test", "recon_speed_px", "real_speed_px"}
+    assert report["n_test"] == 16
     data = Units(16, seed=2)
+    real = (data.a * module.pose_std + module.pose_mean).reshape(16, data.a.shape[1], 14, 2)
+    real_speed = float((real[:, 1:] - real[:, :-1]).norm(dim=-1).mean())
+    assert report["real_speed_px"] == pytest.approx(real_speed, rel=1e-5)
+    assert float(trainer.callback_metrics["test/speed_ratio"]) == pytest.approx(
+        report["recon_speed_px"] / real_speed, rel=1e-5)
+    assert float(trainer.callback_metrics["test/recon_ratio"]) == pytest.approx(
+        report["recon_px"] / report["first_pose_px"], rel=1e-5)
     first = joint_error_px(data.a[:, :1].expand_as(data.a), data.a, module.pose_mean, module.pose_std)
     assert report["first_pose_px"] == pytest.approx(float(first.mean()), rel=1e-5)
     assert report["recon_px"] == pytest.approx(float(trainer.callback_metrics["test/recon_px"]), rel=1e-5)

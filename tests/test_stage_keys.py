@@ -32,6 +32,7 @@ EXPECTED = {
     "evaluation": "evaluation",
     "trainer.accelerator": TRAINED, "trainer.devices": TRAINED, "trainer.num_nodes": TRAINED,
     "trainer.strategy": TRAINED, "trainer.precision": TRAINED, "trainer.deterministic": TRAINED,
+    "trainer.overfit_batches": TRAINED,
     "trainer.log_every_n_steps": "", "trainer.progress_bar": "", "trainer.threads": "",
 }
 BASE = load_config("tiny")
