@@ -234,7 +234,7 @@ class DecompositionModule(pl.LightningModule):
             if t.cfg.warmup_slope > 0:
                 self.log(f"train/weight/{name}", t.weight_at(int(self.global_step)), batch_size=n)
         self.log("train/loss", total.detach(), prog_bar=True, batch_size=n)
-        if "recon_a" in out.computed:  # free when a term decoded it: the curve an overfitting check reads
+        if "recon_a" in out:  # free when a term decoded it: the curve an overfitting check reads
             with torch.no_grad():
                 px = joint_error_px(out["recon_a"], batch["pose_a"], self.pose_mean, self.pose_std).mean()
             self.log("train/recon_px", px, batch_size=n)
