@@ -20,7 +20,7 @@ from scipy import linalg
 
 from datamodules.errors import D2MError
 from datamodules.motion import joint_velocity, kinematic_beats, motion_speed
-from datamodules.skeleton import BONES
+from datamodules.skeleton import bone_lengths
 
 __all__ = [
     "style_consistency",
@@ -282,13 +282,6 @@ def beat_speed_ratio(poses: np.ndarray, music: Sequence | np.ndarray) -> float:
     if beats.size == 0 or mean <= 0:
         return float("nan")
     return float(speed[beats].mean() / mean)
-
-
-def bone_lengths(poses: np.ndarray) -> np.ndarray:
-    """(T, 14, 2) or (T, 28) pixel poses -> (T, B) lengths of the skeleton's bones, in pixels."""
-    p = np.asarray(poses, dtype=np.float64).reshape(len(poses), -1, 2)
-    parent, child = np.asarray(BONES).T
-    return np.linalg.norm(p[:, child] - p[:, parent], axis=-1)
 
 
 def bone_length_error(poses: np.ndarray, reference_lengths: np.ndarray) -> float:

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from datamodules.atomic import read_json, write_json, write_text
+from datamodules.atomic import write_json, write_text
 from experiments.config import to_yaml
 from experiments.rundir import mark_done, run_dir, run_progress
 from experiments.stage_graph import STAGES, stages_until
@@ -74,6 +74,3 @@ def run_experiment(cfg: DictConfig, until: str = "evaluation", on_event=_print_e
     mark_done(folder, {"until": list(records)[-1], "stages": list(records), "evaluated": evaluated})
     return folder
 
-
-def run_metrics(folder: str | Path) -> dict[str, float]:
-    return read_json(Path(folder) / "metrics.json", {})

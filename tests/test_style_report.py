@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from evaluation.style_report import comparison_frame, confusion_frame, write_comparison, write_style_report
+from evaluation.style_report import confusion_frame, write_style_report
 from lightning_modules.style_module import confusion_report
 
 CLASSES = ["zumba", "ballet", "hiphop"]
@@ -30,20 +30,3 @@ def test_confusion_table_has_true_style_rows_predicted_as_columns_in_percent(tmp
     assert "true style \\ predicted as" in md and "| ballet | 10.0 | 60.0 | 30.0 |" in md
     assert "precision %" in md and "76.0%" in md  # 19 of 25 windows right
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_comparison_gives_mean_and_std_over_seeds(tmp_path):
-    runs = {
-        "original": [report([[7, 3, 0], [2, 8, 0], [1, 3, 6]]), report([[8, 2, 0], [2, 8, 0], [2, 2, 6]])],
-        "improved": [report([[10, 0, 0], [0, 10, 0], [0, 0, 10]])] * 2,
-    }
-    df = comparison_frame(runs)
-    assert df.loc["improved", "accuracy_mean"] == pytest.approx(100.0)
-    assert df.loc["improved", "accuracy_std"] == pytest.approx(0.0)
-    assert df.loc["original", "accuracy_mean"] == pytest.approx((70.0 + 220.0 / 3) / 2)  # 21/30 and 22/30
-    assert df.loc["original", "accuracy_std"] == pytest.approx(2.357, abs=1e-3)  # sample std
-    assert "precision_hiphop_mean" in df.columns
-    paths = write_comparison(runs, tmp_path)
-    assert "| original | 2 | 71.7 ± 2.4 |" in paths["md"].read_text()
-    assert pd.read_csv(paths["csv"], index_col=0).loc["improved", "runs"] == 2
-    assert paths["png"].stat().st_size > 1000
