@@ -3,7 +3,6 @@ without data statistics, which it also says on the console."""
 
 import json
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import original_ckpt_fixture as fx  # noqa: E402
+from music_files import write_click_track
 
 from experiments.generate import NORMALISED_UNITS, PIXEL_UNITS, keypoint_units  # noqa: E402
 
@@ -21,18 +21,6 @@ def test_units_follow_the_pose_statistics():
     one_off = torch.ones(28)
     one_off[5] = 2.0
     assert keypoint_units(torch.zeros(28), one_off) == PIXEL_UNITS
-
-
-def _music(path: Path, seconds: float = 3.0, sr: int = 22050) -> Path:
-    t = np.arange(int(sr * seconds)) / sr
-    x = 0.3 * np.sin(2 * np.pi * 220 * t)
-    x[(np.arange(len(t)) % (sr // 2)) < 200] += 0.5
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes())
-    return path
 
 
 def test_imported_run_without_data_says_its_keypoints_are_normalised(tmp_path, capsys, monkeypatch):
@@ -46,7 +34,7 @@ def test_imported_run_without_data_says_its_keypoints_are_normalised(tmp_path, c
         assert main(["import-original", "--decomp", str(paths["decomp"]), "--comp", str(paths["comp"]),
                      "--style", str(paths["style"]), "--out", str(run)]) == 0
         capsys.readouterr()
-        assert main(["generate", "--run", str(run), "--audio", str(_music(tmp_path / "m.wav")),
+        assert main(["generate", "--run", str(run), "--audio", str(write_click_track(tmp_path / "m.wav", seconds=3.0)),
                      "--out", str(tmp_path / "dance.npy"), "--quiet"]) == 0
         err = capsys.readouterr().err
         assert "no data statistics" in err and "normalised units" in err and len(err.strip().splitlines()) == 1

@@ -22,6 +22,7 @@ import original_ckpt_fixture as fx
 import pytest
 import torch
 import torch.nn.functional as F
+from music_files import write_click_track
 
 from datamodules.errors import D2MError
 from experiments.import_original import import_original
@@ -412,25 +413,10 @@ def test_without_dataset_the_normalisation_is_the_identity_and_says_so(placehold
 # --- the commands that consume a run directory accept an imported one --------------------------------------
 
 
-def _write_music(path: Path, seconds: float = 4.0, sr: int = 22050) -> Path:
-    """A tone with a click every half second: enough for features and beats."""
-    import wave
-
-    t = np.arange(int(sr * seconds)) / sr
-    x = 0.3 * np.sin(2 * np.pi * 220 * t)
-    x[(np.arange(len(t)) % (sr // 2)) < 200] += 0.5
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes())
-    return path
-
-
 def test_imported_run_generates(imported, tmp_path):
     from experiments.generate import generate_from_run
 
-    music = _write_music(tmp_path / "music.wav")
+    music = write_click_track(tmp_path / "music.wav")
     written = generate_from_run(imported.run, music, tmp_path / "dance.npy", samples=2, seed=0, progress=False)
     keypoints = np.load(written[0])
     assert keypoints.shape[0] == 2 and keypoints.shape[2:] == (14, 2) and np.isfinite(keypoints).all()

@@ -20,6 +20,10 @@ class CompositionKL(LossTerm):
     reads = ("dance_mean", "dance_logvar", "dance_movement_mean", "dance_movement_logvar")
 
     def compute(self, step, out, nets) -> torch.Tensor:
-        reduction = self.option("kl_reduction", "sum")
-        return (gaussian_kl(out["dance_mean"], out["dance_logvar"], reduction)
-                + gaussian_kl(out["dance_movement_mean"], out["dance_movement_logvar"], reduction))
+        return path_kl(out, "dance", self.option("kl_reduction", "sum"))
+
+
+def path_kl(out, path: str, reduction: str) -> torch.Tensor:
+    """KL of one path's z_dance (`<path>_mean/_logvar`) plus that of the movement codes decoded from it."""
+    return (gaussian_kl(out[f"{path}_mean"], out[f"{path}_logvar"], reduction)
+            + gaussian_kl(out[f"{path}_movement_mean"], out[f"{path}_movement_logvar"], reduction))

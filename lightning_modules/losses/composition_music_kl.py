@@ -9,7 +9,7 @@ prior, one more ablation axis. Reduced as `kl_reduction` says.
 import torch
 
 from lightning_modules.losses.base import LossTerm, register
-from lightning_modules.losses.decomposition_kl import gaussian_kl
+from lightning_modules.losses.composition_kl import path_kl
 
 
 @register
@@ -20,6 +20,4 @@ class CompositionMusicKL(LossTerm):
     reads = ("music_mean", "music_logvar", "music_movement_mean", "music_movement_logvar")
 
     def compute(self, step, out, nets) -> torch.Tensor:
-        reduction = self.option("kl_reduction", "sum")
-        return (gaussian_kl(out["music_mean"], out["music_logvar"], reduction)
-                + gaussian_kl(out["music_movement_mean"], out["music_movement_logvar"], reduction))
+        return path_kl(out, "music", self.option("kl_reduction", "sum"))
