@@ -53,8 +53,10 @@ def describe(last: dict | None, since: float) -> str:
         return f"{stage} {text}"
     if text == "start":
         return f"{stage} running ({format_duration(since)})"
-    if text in ("done", "cached"):  # the next stage may be waiting for another cell that trains it (shared)
+    if text in ("done", "cached"):
         return f"{stage} {text} ({format_duration(since)} ago)"
+    if text == "waiting":  # a shared stage that another cell is training; this one takes it when done
+        return f"{stage} waiting for the run that trains it ({format_duration(since)})"
     return f"{stage} {text}"
 
 

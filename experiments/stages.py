@@ -37,14 +37,23 @@ def is_rank_zero() -> bool:
 
 
 @contextlib.contextmanager
-def stage_lock(path: Path) -> Iterator[None]:
-    """Exclusive per stage folder; DDP worker processes skip it (rank zero holds it for them)."""
+def stage_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Exclusive per stage folder; DDP worker processes skip it (rank zero holds it for them).
+
+    `on_wait` is called once when another process holds the lock (a matrix cell training a shared
+    stage), so the console can say why this one is idle.
+    """
     if not is_rank_zero():
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(f".{path.name}.lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -199,7 +208,7 @@ def run_stage(cfg: DictConfig, stage: str, records: dict[str, dict], on_event: C
     """Run one stage unless its folder is already done; return its record (also stored in done.json)."""
     check_styles_before_training(cfg, records)
     folder = stage_dir(cfg, stage)
-    with stage_lock(folder):
+    with stage_lock(folder, on_wait=lambda: on_event(stage, "waiting")):
         if is_done(folder):
             on_event(stage, "cached")
             return read_json(folder / "done.json")

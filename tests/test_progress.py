@@ -55,6 +55,8 @@ def test_describe_cell_status():
     assert describe(parse_line("[08:00:00] data: start"), 75) == "data running (1m15s)"
     assert describe(parse_line("[08:00:00] style: done"), 3) == "style done (3s ago)"
     assert describe(parse_line("[08:00:00] style: cached"), 61) == "style cached (1m01s ago)"
+    assert (describe(parse_line("[08:00:00] decomposition: waiting"), 65)
+            == "decomposition waiting for the run that trains it (1m05s)")
     assert describe(parse_line(format_progress("style", 3, 12, 1.5)), 0) == "style step 3/12, 1.50 steps/s, 6s left"
 
 
@@ -249,3 +251,29 @@ def test_wandb_logger_gets_no_anonymous_setting(tmp_path):
     wandb_logger = next(lg for lg in loggers if isinstance(lg, WandbLogger))
     assert "anonymous" not in wandb_logger._wandb_init
     assert wandb_logger._wandb_init["project"] == cfg.logging.project  # the rest is passed on untouched
+
+
+def test_a_stage_held_by_another_process_says_it_waits(tmp_path):
+    """The shared-stage lock: a second process names the wait once, then gets the lock when it is freed."""
+    from experiments.stages import stage_lock
+
+    folder = tmp_path / "stages" / "decomposition-abc"
+    code = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from experiments.stages import stage_lock
+        with stage_lock(Path({str(folder)!r})):
+            print("held", flush=True)
+            time.sleep(1.5)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    waits = []
+    t0 = time.perf_counter()
+    with stage_lock(folder, on_wait=lambda: waits.append(time.perf_counter())):
+        got = time.perf_counter()
+    holder.wait(timeout=30)
+    assert len(waits) == 1 and waits[0] - t0 < 0.5 and got - t0 > 0.5  # said at once, then blocked
+    with stage_lock(folder, on_wait=lambda: waits.append(0.0)):
+        pass
+    assert len(waits) == 1  # a free lock is taken without a word
