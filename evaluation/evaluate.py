@@ -456,12 +456,12 @@ def evaluate_generator(generate_fn: GenerateFn, dataset_root: str | Path, eval_c
 
 def evaluate_composition(module: Any, dataset_root: str | Path, eval_cfg: Any, cache_dir: str | Path,
                          seed: int) -> dict[str, float]:
-    """Score a trained CompositionModule through `lightning_modules.generation.generate_dance`.
+    """Score a trained CompositionModule through `evaluation.generation.generate_dance`.
 
     Every sample of a clip starts from the same initial pose, the clip's first real pose, so that the
     spread between samples is the multimodality "for the same music and initial pose".
     """
-    from lightning_modules.generation import generate_dance
+    from evaluation.generation import generate_dance
 
     try:
         device = next(module.parameters()).device

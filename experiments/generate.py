@@ -70,8 +70,8 @@ def generate_from_run(
     keypoint files. Bad audio (missing, empty, silent, unreadable) is a `D2MError` from `load_audio`.
     """
     from datamodules.audio import compute_features, load_audio, music_beats
+    from evaluation.generation import generate_dance, warp_to_beats
     from lightning_modules.composition_module import CompositionModule
-    from lightning_modules.generation import generate_dance, warp_to_beats
 
     out = Path(out_path)
     if out.suffix.lower() not in OUTPUT_SUFFIXES:

@@ -10,10 +10,10 @@ from composition_steps import StepRecorder, fit_steps
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.errors import D2MError
+from evaluation.generation import generate_dance
 from experiments.presets import PRESETS
 from lightning_modules.composition_module import CompositionModule
 from lightning_modules.decomposition_module import DecompositionModule
-from lightning_modules.generation import generate_dance
 from lightning_modules.style_module import StyleExtractorModule
 
 ALIGNMENT = ("kl", "dance_code_alignment", "movement_alignment", "style_alignment")

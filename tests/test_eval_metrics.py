@@ -283,7 +283,7 @@ def test_one_kinematic_beat_detector_for_units_warping_and_metrics():
     import datamodules.lightning_data as lightning_data
     import datamodules.motion as motion
     import datamodules.units as units
-    import lightning_modules.generation as generation
+    import evaluation.generation as generation
     from evaluation import metrics
 
     for user in (units, lightning_data, generation, metrics):

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from datamodules.errors import D2MError
+from evaluation.generation import generate_dance, kinematic_beats, motion_px, warp_to_beats
 from experiments.presets import PRESETS
 from lightning_modules.composition_module import CompositionModule
-from lightning_modules.generation import generate_dance, kinematic_beats, motion_px, warp_to_beats
 
 TINY = PRESETS["tiny"]
 F, P = 28, 28
