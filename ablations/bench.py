@@ -48,7 +48,7 @@ from ablations.bench_measure import (
 )
 from ablations.bench_report import COLUMNS, NO_CUDA, fast_path_frame, log_wandb, write_outputs
 from ablations.progress import CaseProgress
-from datamodules.errors import D2MError
+from common.errors import D2MError
 
 __all__ = ["measure_case", "resolve_devices", "run_bench"]
 

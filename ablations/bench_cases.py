@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 
 __all__ = ["CASES", "BenchCase", "EpochBudget", "build_module", "case_config", "epoch_budget", "make_batch",
            "select_cases"]

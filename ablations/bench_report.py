@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from ablations.tables import frame_to_markdown
-from datamodules.atomic import write_text, write_with
+from common.atomic import write_text, write_with
 
 __all__ = ["COLUMNS", "FAST_COLUMNS", "NO_CUDA", "fast_path_frame", "log_wandb", "markdown", "plot", "write_outputs"]
 

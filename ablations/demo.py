@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from ablations.runner import run_matrix
-from datamodules.atomic import read_json
-from datamodules.errors import D2MError
+from common.atomic import read_json
+from common.errors import D2MError
 from experiments.progress import ENV_MODE
 from experiments.quiet import install
 

@@ -104,7 +104,7 @@ def _cuda() -> bool:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    from datamodules.atomic import write_json
+    from common.atomic import write_json
 
     write_json(path, obj)
 
@@ -397,7 +397,7 @@ def check(work: Path, data: Path = DATA, budget: float = BUDGET_S, parts: list[s
               flush=True)
     summary = {"parts": results, "budget_s": budget, "plan": dataclasses.asdict(plan())}
     _write_json(work / "summary.json", summary)
-    from datamodules.atomic import write_text
+    from common.atomic import write_text
 
     write_text(work / "summary.md", summary_markdown(work, data, results))
     return summary
@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--data", default=str(DATA))
     s.add_argument("--module", default=None)
     a = p.parse_args(argv)
-    from datamodules.errors import D2MError
+    from common.errors import D2MError
 
     try:
         if a.command == "prepare":

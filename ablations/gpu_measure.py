@@ -28,7 +28,7 @@ import torch
 
 from ablations.bench_cases import CASES, BenchCase, build_module, case_config, epoch_budget, make_batch
 from ablations.bench_measure import any_stepper, count_flops, plain_stepper, synchronize, time_lightning, time_plain
-from datamodules.errors import D2MError
+from common.errors import D2MError
 
 __all__ = ["OOM_MARKERS", "case", "config_at", "cpu_reference", "feature_check", "grid_rows", "is_oom",
            "largest_batch", "probe_step", "profile_step", "step_flops"]
@@ -241,7 +241,7 @@ def write_reference(path: Path, waves: dict[str, np.ndarray], sample_rate: int, 
     """librosa's features of each wave, with the waves and the feature config, as one .npz file."""
     from dataclasses import asdict
 
-    from datamodules.atomic import write_with
+    from common.atomic import write_with
     from datamodules.audio import compute_features
 
     if feature_cfg.backend != "librosa":

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ablations.matrix import CellRun
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from experiments.rundir import run_dir
 
 __all__ = ["LAUNCHERS", "LocalLauncher", "SubmititLauncher", "make_launcher", "parse_params"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from experiments.config import load_config, resolve_path
 
 MATRIX_KEYS = ("name", "base", "seeds", "devices", "overrides", "cells", "baseline", "until", "table", "render")

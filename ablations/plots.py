@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from datamodules.atomic import write_with  # noqa: E402
+from common.atomic import write_with  # noqa: E402
 
 
 def _save(fig, out: Path) -> Path:

@@ -18,8 +18,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ablations.tables import build_tables, metrics_for
-from datamodules.atomic import read_json, write_json
-from datamodules.errors import D2MError
+from common.atomic import read_json, write_json
+from common.errors import D2MError
 from experiments.rundir import run_progress, run_reached
 from experiments.stage_graph import STAGES
 

@@ -25,8 +25,8 @@ from ablations.matrix import CellRun, expand, load_matrix
 from ablations.progress import CellBoard, child_env
 from ablations.rebuild import rebuild_tables, spec_from_matrix
 from ablations.sweep import write_sweep
-from datamodules.atomic import write_json
-from datamodules.errors import D2MError
+from common.atomic import write_json
+from common.errors import D2MError
 from experiments.config import resolve_path
 from experiments.rundir import run_dir, run_progress, run_reached
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from ablations.matrix import Matrix
-from datamodules.atomic import write_text
+from common.atomic import write_text
 
 
 def sweep_spec(matrix: Matrix) -> dict:

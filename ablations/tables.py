@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from ablations.stats import mean_std, welch
-from datamodules.atomic import read_json, write_text
+from common.atomic import read_json, write_text
 
 # The one list of metrics the tables show (Markdown, LaTeX, plots), in order, with their column names;
 # the CSV keeps every metric a run recorded.

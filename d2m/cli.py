@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from datamodules.errors import D2MError, Terminated
+from common.errors import D2MError, Terminated
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -1,13 +1,13 @@
 """Data: skeleton, audio features, the synthetic generator, dataset readers and LightningDataModules.
 
 The public names below are resolved on first use, so that importing a light module (for instance
-`datamodules.errors`, which every package does) never pays for librosa or Lightning.
+`common.errors`, which every package does) never pays for librosa or Lightning.
 """
 
 from importlib import import_module
 from typing import Any
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 
 _EXPORTS = {
     "build_datamodule": "datamodules.factory",

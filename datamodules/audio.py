@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 
+from common.errors import D2MError
 from datamodules.config import FeatureConfig
-from datamodules.errors import D2MError
 
 UNIT_FRAMES = 32
 FPS = 15
@@ -249,7 +249,7 @@ def write_wav(path: str | Path, wave: np.ndarray, sr: int) -> Path:
     """Atomically write 16-bit PCM WAV (the canonical dataset's music format)."""
     import soundfile as sf
 
-    from datamodules.atomic import write_with
+    from common.atomic import write_with
 
     data = np.clip(np.asarray(wave, dtype=np.float32), -1.0, 1.0)
     return write_with(path, lambda tmp: sf.write(str(tmp), data, sr, subtype="PCM_16", format="WAV"))

@@ -13,9 +13,9 @@ import importlib.util
 
 import numpy as np
 
+from common.errors import D2MError
 from datamodules.audio import fft_size, finish_features, hop_length, preemphasise, window_length
 from datamodules.config import FeatureConfig
-from datamodules.errors import D2MError
 
 
 @functools.cache

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from datamodules.atomic import WriteError, atomic_dir, probe_write, read_json, write_json, write_text, write_with
-from datamodules.errors import D2MError
+from common.atomic import WriteError, atomic_dir, probe_write, read_json, write_json, write_text, write_with
+from common.errors import D2MError
 from datamodules.skeleton import JOINT_NAMES, NUM_JOINTS, POSE_DIM, flatten
 
 FORMAT_VERSION = 1

@@ -18,9 +18,9 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from common.errors import D2MError
 from datamodules.config import DataConfig, FeatureConfig, SynthConfig
 from datamodules.dataset import CanonicalDataset, check_out, is_complete
-from datamodules.errors import D2MError
 
 KINDS = ("style", "units", "sequences")
 SOURCES = ("synth", "canonical")

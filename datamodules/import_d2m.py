@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import D2MError
 from datamodules.config import FeatureConfig
 from datamodules.dataset import Clip, check_out, dataset_writer
-from datamodules.errors import D2MError
 from datamodules.skeleton import NUM_JOINTS
 from datamodules.splits import assign_group_splits
 from datamodules.styles import KNOWN_STYLES as STYLES

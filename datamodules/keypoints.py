@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from datamodules.skeleton import JOINT_NAMES, NUM_JOINTS
 
 # indices of our 14 joints in each source layout

@@ -18,8 +18,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from common.errors import D2MError
 from datamodules.dataset import SPLITS, CanonicalDataset
-from datamodules.errors import D2MError
 from datamodules.motion import kinematic_beats
 from datamodules.skeleton import flatten, normalise
 from datamodules.torch_data import SequenceDataset, UnitPairDataset, WindowDataset, tensor

@@ -37,7 +37,7 @@ def _joints(poses: np.ndarray) -> np.ndarray:
     elif p.ndim == 2 and p.shape[-1] % 2 == 0:
         p = p.reshape(p.shape[0], -1, 2)
     if p.ndim != 3 or p.shape[-1] != 2:
-        from datamodules.errors import D2MError
+        from common.errors import D2MError
 
         raise D2MError(f"poses must be (T, J, 2) or (T, 2J), got shape {np.shape(poses)}")
     return p

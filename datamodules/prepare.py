@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.errors import D2MError
 from datamodules.audio import compute_features, feature_dim, feature_spec, load_audio, music_beats
 from datamodules.config import FeatureConfig
 from datamodules.dataset import SPLITS, Clip, check_out, dataset_writer
-from datamodules.errors import D2MError
 from datamodules.keypoints import read_npy, read_openpose_folder, resample_time, to_skeleton
 from datamodules.splits import assign_splits
 from datamodules.styles import KNOWN_STYLES

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from datamodules.motion import kinematic_beats
 from datamodules.skeleton import POSE_DIM
 

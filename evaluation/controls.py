@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from datamodules.atomic import write_json, write_text
+from common.atomic import write_json, write_text
 from evaluation import metrics as M
 from evaluation.evaluate import METRIC_NAMES, Dance, Instrument, build_instrument, protocol, score_dances
 
@@ -72,7 +72,7 @@ def control_dances(name: str, inst: Instrument) -> list[Dance]:
                                     beats_true=None if other.beats_true is None
                                     else other.beats_true[other.beats_true < n]))
         else:
-            from datamodules.errors import D2MError
+            from common.errors import D2MError
 
             raise D2MError(f"unknown control '{name}'; known: {', '.join(CONTROLS)}")
     return out

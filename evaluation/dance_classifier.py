@@ -31,8 +31,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from datamodules.atomic import read_json, write_json, write_with
-from datamodules.errors import D2MError
+from common.atomic import read_json, write_json, write_with
+from common.errors import D2MError
 from evaluation.config import DanceClassifierConfig
 
 UNIT_FRAMES = 32

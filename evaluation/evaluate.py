@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from evaluation import metrics as M
 from evaluation.config import EvaluationConfig
 from evaluation.dance_classifier import (

@@ -21,7 +21,7 @@ import torch
 from scipy.interpolate import PchipInterpolator
 from tqdm.auto import tqdm
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from datamodules.motion import kinematic_beats
 
 __all__ = [

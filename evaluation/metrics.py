@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import linalg
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from datamodules.motion import joint_velocity, kinematic_beats, motion_speed
 from datamodules.skeleton import bone_lengths
 

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from datamodules.atomic import atomic_path
-from datamodules.errors import D2MError
+from common.atomic import atomic_path
+from common.errors import D2MError
 
 N_JOINTS = 14
 # DESIGN.md joint order: 0 nose, 1 neck, 2-4 right arm, 5-7 left arm, 8-10 right leg, 11-13 left leg.

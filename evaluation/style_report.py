@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from datamodules.atomic import write_text, write_with
-from datamodules.errors import D2MError
+from common.atomic import write_text, write_with
+from common.errors import D2MError
 
 __all__ = [
     "confusion_frame",

@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from experiments.presets import PRESETS
 from experiments.schema import ExperimentConfig
 from lightning_modules.losses import known_terms

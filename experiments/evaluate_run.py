@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common.atomic import read_json, write_json
+from common.errors import D2MError
 from datamodules import ensure_dataset
-from datamodules.atomic import read_json, write_json
-from datamodules.errors import D2MError
 from experiments.rundir import load_run
 
 

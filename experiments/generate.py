@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datamodules.atomic import write_json, write_with
+from common.atomic import write_json, write_with
+from common.errors import D2MError
 from datamodules.config import FeatureConfig
-from datamodules.errors import D2MError
 from datamodules.skeleton import JOINT_NAMES
 from experiments.rundir import load_run
 

@@ -43,8 +43,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from datamodules.atomic import atomic_dir, read_json, write_json, write_text
-from datamodules.errors import D2MError
+from common.atomic import atomic_dir, read_json, write_json, write_text
+from common.errors import D2MError
 from experiments.config import load_config, to_container, to_yaml
 from experiments.rundir import mark_done
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from datamodules.atomic import write_json, write_text
+from common.atomic import write_json, write_text
 from experiments.config import to_yaml
 from experiments.rundir import mark_done, run_dir, run_progress
 from experiments.stage_graph import STAGES, stages_until

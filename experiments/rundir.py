@@ -19,8 +19,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from datamodules.atomic import read_json, write_json
-from datamodules.errors import D2MError
+from common.atomic import read_json, write_json
+from common.errors import D2MError
 from experiments.config import config_hash, to_container
 from experiments.stage_graph import STAGES, TRAINER_READS, stage_key, stages_until
 

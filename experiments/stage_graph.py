@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from experiments.config import config_hash, to_container
 
 # Trainer settings that change the numbers a stage produces (threads, logging cadence and the

@@ -20,8 +20,8 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
+from common.atomic import read_json, write_json, write_text
 from datamodules import build_datamodule, ensure_dataset
-from datamodules.atomic import read_json, write_json, write_text
 from experiments.config import to_container
 from experiments.loggers import finish_loggers, log_summary, make_loggers
 from experiments.rundir import is_done, mark_done, run_name, stage_dir
@@ -195,8 +195,8 @@ def check_styles_before_training(cfg: DictConfig, records: dict[str, dict]) -> N
     """`data.styles` against the dataset, once it exists and before any stage trains (D2MError naming the key)."""
     if "data" not in records or not list(cfg.data.styles or []):
         return
+    from common.errors import D2MError
     from datamodules.dataset import CanonicalDataset
-    from datamodules.errors import D2MError
 
     try:
         CanonicalDataset(records["data"]["root"]).check_styles(list(cfg.data.styles))

@@ -32,8 +32,8 @@ from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from datamodules.atomic import WriteError, write_bytes
-from datamodules.errors import D2MError, Terminated
+from common.atomic import WriteError, write_bytes
+from common.errors import D2MError, Terminated
 from experiments.progress_callback import progress_setup
 from experiments.timing import StepTimer
 

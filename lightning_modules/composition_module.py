@@ -45,7 +45,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from lightning_modules.config import CompositionConfig, DecompositionConfig, StyleExtractorConfig, plain, typed
 from lightning_modules.losses import STEPS, build_terms, needed_networks, weighted_sum
 from lightning_modules.networks.composition import (

@@ -194,7 +194,7 @@ def typed(schema: type, config: dict | None, block: str):
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from datamodules.errors import D2MError
+    from common.errors import D2MError
 
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), config or {}))

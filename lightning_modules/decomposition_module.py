@@ -32,7 +32,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from lightning_modules.config import DecompositionConfig, plain, typed
 from lightning_modules.losses import build_terms, needed_networks, weighted_sum
 from lightning_modules.networks.decomposition import build_decomposition_networks

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 
 __all__ = ["SCHEDULES", "lr_scale", "scheduler_config"]
 

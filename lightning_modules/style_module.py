@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from lightning_modules.config import StyleExtractorConfig, plain, typed
 from lightning_modules.networks.style_extractor import StyleExtractor
 

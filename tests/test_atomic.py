@@ -2,7 +2,7 @@
 
 import pytest
 
-from datamodules.atomic import atomic_dir, read_json, write_json, write_with
+from common.atomic import atomic_dir, read_json, write_json, write_with
 
 
 def test_write_json_round_trip_and_no_temp_left(tmp_path):
@@ -53,7 +53,7 @@ def test_results_get_the_usual_permissions(tmp_path):
 
 
 def test_a_write_under_a_file_is_one_clear_error(tmp_path):
-    from datamodules.errors import D2MError
+    from common.errors import D2MError
 
     (tmp_path / "f").write_text("keep")
     with pytest.raises(D2MError, match=r"cannot write .*m\.json: .*f is a file, not a folder"):
@@ -62,7 +62,7 @@ def test_a_write_under_a_file_is_one_clear_error(tmp_path):
 
 
 def test_atomic_dir_replaces_a_non_empty_folder_only_when_allowed(tmp_path):
-    from datamodules.atomic import WriteError
+    from common.atomic import WriteError
 
     target = tmp_path / "ds"
     target.mkdir()
@@ -78,7 +78,7 @@ def test_atomic_dir_replaces_a_non_empty_folder_only_when_allowed(tmp_path):
 
 
 def test_probe_write_reports_nothing_where_writing_works(tmp_path):
-    from datamodules.atomic import probe_write
+    from common.atomic import probe_write
 
     assert probe_write(tmp_path, 10_000) is None and list(tmp_path.iterdir()) == []
     assert probe_write(tmp_path / "missing", 10) is not None

@@ -18,7 +18,7 @@ from ablations.bench import resolve_devices, run_bench
 from ablations.bench_cases import CASES, build_module, case_config, epoch_budget, make_batch, select_cases
 from ablations.bench_measure import plain_stepper, time_lightning, time_plain
 from ablations.bench_report import COLUMNS, NO_CUDA
-from datamodules.errors import D2MError
+from common.errors import D2MError
 
 POSITIVE = ["ms_per_step", "samples_per_s", "gflop_per_step", "achieved_gflops",
             "matmul_peak_gflops", "pct_of_peak", "steps_per_epoch", "epochs", "total_steps", "projected_hours",

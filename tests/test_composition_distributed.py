@@ -20,7 +20,7 @@ import pytest
 import torch
 from composition_steps import fit_steps
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from experiments.presets import PRESETS
 from lightning_modules.composition_module import CompositionModule
 from lightning_modules.decomposition_module import DecompositionModule

@@ -9,7 +9,7 @@ import torch
 from composition_steps import StepRecorder, fit_steps
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from evaluation.generation import generate_dance
 from experiments.presets import PRESETS
 from lightning_modules.composition_module import CompositionModule

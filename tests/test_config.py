@@ -2,7 +2,7 @@
 
 import pytest
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from experiments.config import config_hash, load_config
 from experiments.rundir import run_name, stage_key
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from common.errors import D2MError
 from datamodules.audio import (
     compute_features,
     deltas,
@@ -15,7 +16,6 @@ from datamodules.audio import (
 )
 from datamodules.audio_torch import torch_power_spectrogram, torchaudio_available
 from datamodules.config import FeatureConfig
-from datamodules.errors import D2MError
 
 SR = 22050
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from common.errors import D2MError
 from datamodules.dataset import CanonicalDataset, Clip, dataset_writer
-from datamodules.errors import D2MError
 from datamodules.import_d2m import import_d2m
 from datamodules.prepare import PrepareConfig, prepare_dataset
 from datamodules.skeleton import flatten

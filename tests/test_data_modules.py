@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import datamodules
+from common.errors import D2MError
 from datamodules.config import DataConfig, FeatureConfig, SynthConfig
 from datamodules.dataset import CanonicalDataset
-from datamodules.errors import D2MError
 from datamodules.motion import kinematic_beats
 from datamodules.skeleton import flatten
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from common.errors import D2MError
 from datamodules.audio import compute_features, load_audio, music_beats, music_tempo
 from datamodules.config import FeatureConfig, SynthConfig
 from datamodules.dataset import CanonicalDataset
-from datamodules.errors import D2MError
 from datamodules.motion import kinematic_beats
 from datamodules.skeleton import bone_lengths, flatten
 from datamodules.synth import STYLES, TEMPO_RANGE, build_synthetic, generate_clip

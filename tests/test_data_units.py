@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from datamodules.motion import kinematic_beats, motion_speed
 from datamodules.units import (
     UnitSpec,

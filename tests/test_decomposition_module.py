@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from experiments.presets import PRESETS
 from lightning_modules.decomposition_module import DecompositionModule, joint_error_px, joint_speed_px
 from lightning_modules.losses import build_terms, needed_networks

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from evaluation import dance_classifier as dc
 from evaluation.config import DanceClassifierConfig
 from lightning_modules.config import OptimConfig

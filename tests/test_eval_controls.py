@@ -109,7 +109,7 @@ def test_cli_bad_inputs_are_one_line(builtin, tmp_path, capsys):
 def test_run_without_a_trained_composition_stage_is_one_line(builtin, tmp_path, capsys):
     from omegaconf import OmegaConf
 
-    from datamodules.atomic import write_json
+    from common.atomic import write_json
     from experiments.config import load_config
 
     run = tmp_path / "run"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from evaluation.config import DanceClassifierConfig, EvaluationConfig
 from evaluation.dance_classifier import open_dataset
 from evaluation.evaluate import (

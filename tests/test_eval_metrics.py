@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from evaluation.config import EvaluationConfig
 from evaluation.metrics import (
     as_frame_indices,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from evaluation.generation import generate_dance, kinematic_beats, motion_px, warp_to_beats
 from experiments.presets import PRESETS
 from lightning_modules.composition_module import CompositionModule

@@ -11,10 +11,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from datamodules.atomic import write_json, write_text
+from common.atomic import write_json, write_text
+from common.errors import D2MError
 from datamodules.audio import feature_spec, write_wav
 from datamodules.config import FeatureConfig
-from datamodules.errors import D2MError
 from experiments.generate import generate_from_run, sample_paths
 from experiments.presets import PRESETS
 from lightning_modules.composition_module import CompositionModule

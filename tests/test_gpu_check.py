@@ -13,8 +13,8 @@ import torch
 from ablations.gpu_check import NO_CUDA, _spawn, check
 from ablations.gpu_measure import feature_check, largest_batch, write_reference
 from ablations.gpu_report import pair_speedup
+from common.errors import D2MError
 from datamodules.config import FeatureConfig
-from datamodules.errors import D2MError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from music_files import write_click_track
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from experiments.import_original import import_original
 
 B = 2  # batch

@@ -10,7 +10,7 @@ import torch
 from ablations.launchers import LocalLauncher, SubmititLauncher, make_launcher, parse_params
 from ablations.matrix import expand, load_matrix
 from ablations.runner import run_matrix
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from experiments.rundir import is_done, run_dir
 
 

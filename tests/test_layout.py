@@ -1,4 +1,5 @@
-"""Packages depend one way: datamodules <- lightning_modules <- evaluation <- experiments <- ablations <- d2m."""
+"""Packages depend one way: common <- datamodules <- lightning_modules <- evaluation <- experiments <- ablations
+<- d2m."""
 
 import ast
 from pathlib import Path
@@ -6,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["datamodules", "lightning_modules", "evaluation", "experiments", "ablations", "d2m"]
+ORDER = ["common", "datamodules", "lightning_modules", "evaluation", "experiments", "ablations", "d2m"]
 
 
 def imported_packages(path: Path) -> set[str]:

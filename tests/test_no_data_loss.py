@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.atomic import atomic_dir, sweep_stale
+from common.errors import D2MError
 from d2m.cli import main
-from datamodules.atomic import atomic_dir, sweep_stale
 from datamodules.config import FeatureConfig, SynthConfig
 from datamodules.dataset import CanonicalDataset, Clip, dataset_writer
-from datamodules.errors import D2MError
 from datamodules.factory import ensure_dataset
 from datamodules.synth import build_synthetic
 

@@ -14,7 +14,7 @@ import yaml
 
 from ablations.matrix import MATRIX_DIR, load_matrix
 from ablations.runner import run_matrix
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from experiments.config import config_hash, load_config
 from experiments.run import run_experiment
 from experiments.rundir import is_done, load_run

@@ -7,7 +7,7 @@ import wave
 import numpy as np
 import pytest
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from evaluation.render import render_dance, render_frames
 
 FPS = 15

@@ -1,6 +1,6 @@
 """How far a run went (done.json) and how the evaluation's rows become flat metrics."""
 
-from datamodules.atomic import write_json
+from common.atomic import write_json
 from experiments.run import _flat
 from experiments.rundir import run_progress, run_reached
 from experiments.stage_graph import STAGES

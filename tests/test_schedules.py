@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from lightning_modules.config import OptimConfig
 from lightning_modules.schedules import lr_scale, scheduler_config
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from experiments import stage_graph
 from experiments.config import config_hash, load_config
 from experiments.stage_graph import STAGES, stage_key, stage_section, stage_yaml, stages_until

@@ -6,7 +6,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from experiments.presets import PRESETS
 from lightning_modules.config import StyleExtractorConfig
 from lightning_modules.networks import StyleExtractor

@@ -10,8 +10,8 @@ from scipy import stats
 from ablations.rebuild import TableSpec, load_spec, rebuild_tables
 from ablations.stats import mean_std, welch
 from ablations.tables import REFERENCE_ROW, build_tables
-from datamodules.atomic import write_json
-from datamodules.errors import D2MError
+from common.atomic import write_json
+from common.errors import D2MError
 
 
 def fake_runs(tmp_path, values):

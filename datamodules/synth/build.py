@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import D2MError
 from datamodules.audio import compute_features, feature_dim, feature_spec, load_audio, music_beats
 from datamodules.config import FeatureConfig, SynthConfig
 from datamodules.dataset import Clip, check_out, dataset_writer
-from datamodules.errors import D2MError
 from datamodules.splits import assign_splits
 from datamodules.synth.body import FRAME_SIZE
 from datamodules.synth.generate import generate_clip

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from datamodules.styles import KNOWN_STYLES
 
 STYLES: tuple[str, ...] = KNOWN_STYLES

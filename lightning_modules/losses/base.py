@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from lightning_modules.config import LossTermConfig
 
 STEPS = ("generator", "discriminator", "regressor")

@@ -11,7 +11,7 @@ depends on this regressor.
 import torch
 import torch.nn.functional as F
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from lightning_modules.losses.base import LossTerm, register
 
 _STEPS = {"separate": ("regressor",), "joint": ("generator", "regressor")}

@@ -7,7 +7,7 @@ sigmoid warm-up of `LossTermConfig`, so reconstruction is learned first.
 
 import torch
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from lightning_modules.losses.base import LossTerm, combine_pair, register
 
 

@@ -7,7 +7,7 @@ term also pulls the posteriors' spread down; `mean` compares the posterior means
 
 import torch
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from lightning_modules.losses.base import LossTerm, register
 
 _CODES = {"sampled": "z_movement", "mean": "movement_mean"}

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 
 __all__ = ["GRU", "MLP", "activation", "expand_initial_state", "head"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 from lightning_modules.networks.layers import GRU, MLP, expand_initial_state, head
 
 __all__ = ["ARCHITECTURES", "StyleExtractor"]

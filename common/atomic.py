@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from datamodules.errors import D2MError
+from common.errors import D2MError
 
 LOCK_SUFFIX = ".lock"
 
