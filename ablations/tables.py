@@ -70,10 +70,17 @@ def _row_label(df: pd.DataFrame) -> pd.Series:
     return df["cell"]
 
 
+def is_protocol(key: str) -> bool:
+    """`<stage>/protocol/...`: how a score was measured (n, windows, directions), recorded in each run's
+    metrics.json, not a score to average, compare between cells or test for a difference."""
+    return "/protocol/" in key
+
+
 def ablation_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Rows: cells (then the reference row); columns per metric: mean, std, n, diff, CI, p."""
     if runs.empty:
         return pd.DataFrame()
+    runs = runs.drop(columns=[c for c in runs.columns if is_protocol(c)]).copy()  # one block, not many
     runs = runs.assign(row=_row_label(runs))
     metrics = [c for c in runs.columns if "/" in c and not c.startswith("reference/")]
     rows = []

@@ -116,3 +116,15 @@ def test_welch_with_too_few_seeds_gives_difference_only():
     assert w["diff"] == 1.0 and math.isnan(w["p"]) and math.isnan(w["ci_low"])
     assert mean_std([3.0]) == (3.0, pytest.approx(float("nan"), nan_ok=True))
     assert welch([1.0, 1.0], [1.0, 1.0])["p"] == 1.0
+
+
+def test_protocol_settings_are_recorded_not_averaged_into_the_table(tmp_path):
+    entries = fake_runs(tmp_path, {"full": [1.0, 2.0], "b": [3.0, 5.0]})
+    for e in entries:  # what evaluation writes beside the scores: how they were measured
+        metrics = Path(e["run_dir"]) / "metrics.json"
+        record = pd.read_json(metrics, typ="series").to_dict()
+        write_json(metrics, {**record, "evaluation/protocol/fid_n_per_set": 270.0,
+                             "reference/protocol/fps": 15.0, "evaluation/protocol/direction/fid_kinetic": -1.0})
+    table = pd.read_csv(build_tables(tmp_path / "out", entries, baseline="full", title="t")["csv"])
+    assert not [c for c in table.columns if "protocol" in c]
+    assert table.set_index("cell").loc["b", "evaluation/fid_kinetic_mean"] == pytest.approx(4.0)
