@@ -18,6 +18,7 @@ import pandas as pd
 
 from ablations.tables import frame_to_markdown
 from common.atomic import write_text, write_with
+from common.numbers import format_number
 
 __all__ = ["COLUMNS", "FAST_COLUMNS", "NO_CUDA", "fast_path_frame", "log_wandb", "markdown", "plot", "write_outputs"]
 
@@ -43,11 +44,8 @@ def _num(v: Any) -> float:
 
 
 def _fmt(v: Any, digits: int = 3, suffix: str = "") -> str:
-    f = _num(v)
-    if math.isnan(f):
-        return "-"
-    text = f"{f:.{digits}g}" if abs(f) < 10 ** digits else f"{f:.0f}"
-    return text + suffix
+    text = format_number(_num(v), digits)
+    return text if text == "-" else text + suffix
 
 
 def fast_path_frame(table: pd.DataFrame, pairs: tuple[tuple[str, str], ...]) -> pd.DataFrame:

@@ -14,6 +14,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from common.numbers import format_number as fmt
+
 __all__ = ["PAIR", "PAIR_BATCH", "TARGET_SPEEDUP", "pack", "pair_speedup", "summary_markdown"]
 
 PAIR = ("decomposition", "composition")  # the study's "decomposition + composition iteration"
@@ -21,12 +23,6 @@ PAIR_BATCH = 256
 TARGET_SPEEDUP = 50.0
 
 
-def _fmt(x: Any, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.0f}" if abs(x) >= 1000 else f"{x:.{digits}g}"
-    return str(x)
 
 
 def pair_speedup(grid: list[dict[str, Any]], cpu_rows: list[dict[str, Any]], batch: int = PAIR_BATCH,
@@ -89,15 +85,15 @@ def summary_markdown(work: Path, data: Path, results: dict[str, Any]) -> str:
                   "| heaviest ops (share of kernel time) |", "|---|---|---|---|---|---|---|---|"]
         for pr in profiles:
             top = ", ".join(f"{t['op'][:40]} {t['share']:.0%}" for t in pr["top"][:3])
-            lines.append(f"| {pr['module']} | {pr['batch']} | {pr['precision']} | {_fmt(pr['wall_ms'])} | "
-                         f"{_fmt(pr['busy_ms'])} | {_fmt(pr['busy_share'])} | {_fmt(pr['kernels_per_step'])} | "
+            lines.append(f"| {pr['module']} | {pr['batch']} | {pr['precision']} | {fmt(pr['wall_ms'])} | "
+                         f"{fmt(pr['busy_ms'])} | {fmt(pr['busy_share'])} | {fmt(pr['kernels_per_step'])} | "
                          f"{top.replace('|', '/')} |")
         lines.append("")
     mb = results.get("maxbatch", {}).get("modules")
     if mb:
         lines += ["| module | largest batch | peak MiB | why the doubling stopped |", "|---|---|---|---|"]
         for m, r in mb.items():
-            lines.append(f"| {m} | {_fmt(r.get('largest'))} | {_fmt(r.get('peak_mem_mb'), 5)} | "
+            lines.append(f"| {m} | {fmt(r.get('largest'))} | {fmt(r.get('peak_mem_mb'), 5)} | "
                          f"{r.get('reason', r.get('line', ''))} |")
         lines.append("")
     bench_md = work / "bench-fp32" / "bench.md"
@@ -128,10 +124,10 @@ def _grid_table(grid: list[dict[str, Any]], cpu_rows: list[dict[str, Any]], peak
         tflops = r.get("achieved_tflops")
         pct = 100.0 * float(tflops) * 1e12 / bf16_peak if bf16_peak and tflops is not None else None
         out.append("| " + " | ".join([
-            r["module"], str(batch), r["precision"], "yes" if compiled else "no", _fmt(r.get("ms_per_step")),
-            _fmt(mine), _fmt(ref), _fmt(ref / mine if ref and mine else None),
-            _fmt(base / mine if base and mine else None), _fmt(r.get("peak_mem_mb"), 5), _fmt(tflops),
-            _fmt(pct), _fmt(r.get("projected_hours")), _note(r.get("note")),
+            r["module"], str(batch), r["precision"], "yes" if compiled else "no", fmt(r.get("ms_per_step")),
+            fmt(mine), fmt(ref), fmt(ref / mine if ref and mine else None),
+            fmt(base / mine if base and mine else None), fmt(r.get("peak_mem_mb"), 5), fmt(tflops),
+            fmt(pct), fmt(r.get("projected_hours")), _note(r.get("note")),
         ]) + " |")
     return out + [""]
 

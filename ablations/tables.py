@@ -18,6 +18,7 @@ import pandas as pd
 
 from ablations.stats import mean_std, welch
 from common.atomic import read_json, write_text
+from common.numbers import format_number
 
 # The one list of metrics the tables show (Markdown, LaTeX, plots), in order, with their column names;
 # the CSV keeps every metric a run recorded.
@@ -129,23 +130,19 @@ def control_rows(runs: pd.DataFrame, with_real: bool = True) -> list[dict[str, A
     return rows
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:.0f}"
 
 
 def _cell_text(row: pd.Series, m: str, latex: bool) -> str:
     mean, std = row.get(f"{m}_mean"), row.get(f"{m}_std")
     pm = r" $\pm$ " if latex else " ± "
-    text = _fmt(mean) + (pm + _fmt(std) if std is not None and not pd.isna(std) else "")
+    text = format_number(mean) + (pm + format_number(std) if std is not None and not pd.isna(std) else "")
     diff = row.get(f"{m}_diff")
     if diff is not None and not pd.isna(diff):
         lo, hi, p = row.get(f"{m}_ci_low"), row.get(f"{m}_ci_high"), row.get(f"{m}_p")
         delta = r"$\Delta$" if latex else "Δ"
-        ci = f" [{_fmt(lo)}, {_fmt(hi)}]" if not pd.isna(lo) else ""
-        pv = f", p={_fmt(p, 2)}" if not pd.isna(p) else ""
-        text += f" ({delta} {_fmt(diff)}{ci}{pv})"
+        ci = f" [{format_number(lo)}, {format_number(hi)}]" if not pd.isna(lo) else ""
+        pv = f", p={format_number(p, 2)}" if not pd.isna(p) else ""
+        text += f" ({delta} {format_number(diff)}{ci}{pv})"
     return text
 
 
@@ -167,7 +164,7 @@ def frame_to_markdown(df: pd.DataFrame) -> str:
     """A plain Markdown table of a data frame, numbers to four significant digits."""
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     for _, row in df.iterrows():
-        lines.append("| " + " | ".join(_fmt(v, 4) if isinstance(v, float) else str(v) for v in row) + " |")
+        lines.append("| " + " | ".join(format_number(v, 4) if isinstance(v, float) else str(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from common.atomic import write_json, write_text
+from common.numbers import format_number
 from evaluation import metrics as M
 from evaluation.evaluate import METRIC_NAMES, Dance, Instrument, build_instrument, protocol, score_dances
 
@@ -92,10 +93,6 @@ def controls_table(dataset_root: str | Path, eval_cfg: Any, cache_dir: str | Pat
     return rows, inst
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "-" if not np.isfinite(v) else (f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}")
-    return str(v)
 
 
 TRUE_BEAT_NAMES = ("beat_f1_true", "beat_align_true", "beat_align_motion_true")
@@ -107,8 +104,8 @@ def controls_markdown(rows: list[dict], inst: Instrument, columns: tuple[str, ..
     shown = [c for c in columns if any(c in r for r in rows)]
     lines = ["| control | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
     for r in rows:
-        lines.append(f"| {r['control']} | " + " | ".join(_fmt(r.get(c, float("nan"))) for c in shown) + " |")
-    lines.append("| *noise floor* | " + " | ".join(_fmt(inst.floors.get(f"{c}_floor", float("nan")))
+        lines.append(f"| {r['control']} | " + " | ".join(format_number(r.get(c, float("nan"))) for c in shown) + " |")
+    lines.append("| *noise floor* | " + " | ".join(format_number(inst.floors.get(f"{c}_floor", float("nan")))
                                                    for c in shown) + " |")
     p = protocol(inst)
     lines += ["", f"{len(inst.real)} test clips at {p['protocol/fps']:g} fps; FIDs on n = {inst.n_fid} windows "
