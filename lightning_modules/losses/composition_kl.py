@@ -12,18 +12,19 @@ from lightning_modules.losses.base import LossTerm, register
 from lightning_modules.losses.decomposition_kl import gaussian_kl
 
 
+def path_reads(path: str) -> tuple[str, ...]:
+    return (f"{path}_mean", f"{path}_logvar", f"{path}_movement_mean", f"{path}_movement_logvar")
+
+
 @register
 class CompositionKL(LossTerm):
     name = "kl"
     model = "composition"
-    # the forward-pass outputs `compute` reads
-    reads = ("dance_mean", "dance_logvar", "dance_movement_mean", "dance_movement_logvar")
+    path = "dance"  # whose posteriors: the dance path's here, the music path's in `music_kl`
+    reads = path_reads(path)  # the forward-pass outputs `compute` reads
 
     def compute(self, step, out, nets) -> torch.Tensor:
-        return path_kl(out, "dance", self.option("kl_reduction", "sum"))
-
-
-def path_kl(out, path: str, reduction: str) -> torch.Tensor:
-    """KL of one path's z_dance (`<path>_mean/_logvar`) plus that of the movement codes decoded from it."""
-    return (gaussian_kl(out[f"{path}_mean"], out[f"{path}_logvar"], reduction)
-            + gaussian_kl(out[f"{path}_movement_mean"], out[f"{path}_movement_logvar"], reduction))
+        """KL of the path's z_dance plus that of the movement codes decoded from it."""
+        p, reduction = self.path, self.option("kl_reduction", "sum")
+        return (gaussian_kl(out[f"{p}_mean"], out[f"{p}_logvar"], reduction)
+                + gaussian_kl(out[f"{p}_movement_mean"], out[f"{p}_movement_logvar"], reduction))

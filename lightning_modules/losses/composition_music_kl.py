@@ -6,18 +6,12 @@ off in the `paper` preset; switched on, it asks the music encoder's posterior it
 prior, one more ablation axis. Reduced as `kl_reduction` says.
 """
 
-import torch
-
-from lightning_modules.losses.base import LossTerm, register
-from lightning_modules.losses.composition_kl import path_kl
+from lightning_modules.losses.base import register
+from lightning_modules.losses.composition_kl import CompositionKL, path_reads
 
 
 @register
-class CompositionMusicKL(LossTerm):
+class CompositionMusicKL(CompositionKL):
     name = "music_kl"
-    model = "composition"
-    # the forward-pass outputs `compute` reads
-    reads = ("music_mean", "music_logvar", "music_movement_mean", "music_movement_logvar")
-
-    def compute(self, step, out, nets) -> torch.Tensor:
-        return path_kl(out, "music", self.option("kl_reduction", "sum"))
+    path = "music"
+    reads = path_reads(path)
