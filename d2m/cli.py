@@ -148,6 +148,23 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
+def _redeliver_swallowed_interrupt(unraisable) -> None:
+    """Send again a SIGTERM or Ctrl-C whose exception Python had to drop.
+
+    A signal that arrives while Python runs a callback it cannot raise from (a weakref or import-lock
+    callback, a __del__) lands here as an "ignored" exception, and the command would carry on as if
+    nothing happened. A timer thread sends the signal again a moment later, once this callback has
+    returned, so that it is raised in ordinary code (raising it from here would be dropped again).
+    """
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        signum = signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT
+        resend = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+        resend.daemon = True
+        resend.start()
+    else:
+        sys.__unraisablehook__(unraisable)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="d2m", description="d2m-lab: music-to-dance experiments (Dancing to Music).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -292,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None  # unwind, cleaning up
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _redeliver_swallowed_interrupt
     if getattr(args, "quiet", False):
         os.environ[ENV_MODE] = "off"  # read by the trainers and the matrix status, here and in child processes
     try:
@@ -308,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         print("d2m: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     finally:
+        sys.unraisablehook = previous_hook
         if main_thread and previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return 0

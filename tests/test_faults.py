@@ -177,3 +177,32 @@ def test_timings_batch_size_is_the_configured_one():
     for size in (5, 16):
         unconfigured.on_train_batch_start(None, Module(), {"x": torch.zeros(size, 3)}, 0)
     assert unconfigured.batch_size == 16  # without a configured size: the largest batch, never a partial one
+
+
+SWALLOWED_SIGNAL = """
+import os, signal, sys, time
+import d2m.cli as cli
+
+class KillsOnCollection:
+    def __del__(self):  # the handler's exception raised here is dropped by Python ("Exception ignored")
+        os.kill(os.getpid(), signal.{name})
+
+def command(args):
+    KillsOnCollection()
+    for _ in range(200):
+        time.sleep(0.01)
+    print("carried on")
+
+cli._config = command
+sys.exit(cli.main(["config", "tiny"]))
+"""
+
+
+@pytest.mark.parametrize("name,code,line", [("SIGTERM", 143, "d2m: terminated"), ("SIGINT", 130, "d2m: interrupted")])
+def test_a_signal_python_drops_in_a_callback_still_stops_the_command(name, code, line):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", SWALLOWED_SIGNAL.format(name=name)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert "carried on" not in proc.stdout
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(line)
