@@ -1,5 +1,8 @@
 """`make demo`: the whole pipeline on the built-in data, then a map of where every result is.
 
+It ends with the learning targets of the full model, number by number (`ablations/targets.py`,
+also written to results/demo/targets.md and targets.json).
+
 While it runs, one live line per cell shows its stage, step, rate and time left (plain lines every
 30 s when the output is not a terminal); `python -m ablations.demo --quiet` shows none.
 """
@@ -13,6 +16,7 @@ import time
 from pathlib import Path
 
 from ablations.runner import run_matrix
+from ablations.targets import check_targets, write_targets
 from common.atomic import read_json
 from common.errors import D2MError
 from experiments.progress import ENV_MODE
@@ -44,6 +48,10 @@ def main(jobs: int = 2) -> int:
     print("  W&B offline runs           runs/demo/**/wandb/ (upload with: make wandb-sync)")
     if (out / "ablation.md").exists():
         print("\n" + (out / "ablation.md").read_text())
+    full = next((e for e in entries if e["cell"] == "full" and e["status"] == "done"), None)
+    if full:
+        rows = check_targets(read_json(Path(full["run_dir"]) / "metrics.json", {}), minutes=(time.time() - t0) / 60)
+        print("\n" + write_targets(rows, out, "Learning targets of the full model (docs/training.md)"))
     return 0
 
 

@@ -53,6 +53,7 @@ from evaluation.dance_classifier import (
     open_dataset,
     windows_of,
 )
+from evaluation.generation import warp_to_beats
 
 FID_NAMES = ("fid_kinetic", "fid_classifier")
 BEAT_NAMES = ("beat_f1", "beat_align", "beat_align_motion")
@@ -420,7 +421,9 @@ def _as_samples(out: Any, samples: int, n_frames: int, clip_id: str) -> np.ndarr
 
 def _evaluate(generate: Callable[[torch.Tensor, int, torch.Generator, torch.Tensor], Any],
               dataset_root: str | Path, eval_cfg: Any, cache_dir: str | Path, seed: int) -> dict[str, float]:
+    """Generate for every test clip, then score; with `beat_warp` each dance's kinematic beats move onto the music's."""
     cfg = as_evaluation_config(eval_cfg)
+    warp = bool(cfg.beat_warp)
     if cfg.samples_per_clip < 1:
         raise D2MError(f"evaluation.samples_per_clip must be >= 1, got {cfg.samples_per_clip}")
     inst = build_instrument(dataset_root, cfg, cache_dir)
@@ -435,10 +438,14 @@ def _evaluate(generate: Callable[[torch.Tensor, int, torch.Generator, torch.Tens
                             cfg.samples_per_clip, n, c.clip_id)
         for s, p in enumerate(poses):
             t = len(p)
+            pixels = view.unnormalise(p)
+            if warp:  # as `d2m generate --beat-warp` does, on the beats tracked in the music
+                pixels = warp_to_beats(pixels, real.beats[real.beats < t], unit_frames=cfg.unit_frames)
+                p = view.normalise(pixels)
             dances.append(dataclasses.replace(
-                real, sample=s, normalised=p, pixels=view.unnormalise(p), beats=real.beats[real.beats < t],
+                real, sample=s, normalised=p, pixels=pixels, beats=real.beats[real.beats < t],
                 beats_true=None if real.beats_true is None else real.beats_true[real.beats_true < t]))
-    return _with_extras(score_dances(dances, inst)[0], inst)
+    return {**_with_extras(score_dances(dances, inst)[0], inst), "protocol/beat_warp": float(warp)}
 
 
 def evaluate_generator(generate_fn: GenerateFn, dataset_root: str | Path, eval_cfg: Any,

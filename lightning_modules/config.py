@@ -106,6 +106,7 @@ def _decomposition_losses() -> dict[str, LossTermConfig]:
         "movement_distance": term(1.0),
         "kl": term(0.01, warmup_center=15000.0, warmup_slope=0.0005),
         "initial_pose_reconstruction": term(1.0),
+        "velocity_reconstruction": term(10.0, enabled=False),  # not the paper's: d2m-lab's, for `small`
     }
 
 

@@ -198,3 +198,17 @@ def test_dataset_without_test_clips_is_one_clear_line(tiny_dataset, cache, tmp_p
     clips.to_csv(copy / "clips.csv", index=False)
     with pytest.raises(D2MError, match="test split holds no clips"):
         reference_metrics(copy, CFG, cache)
+
+
+def test_beat_warp_moves_a_late_dance_back_onto_the_beats(tiny_dataset, cache):
+    real = real_dance_generator(tiny_dataset)
+
+    def late(features, samples, generator):  # the real dance, every frame 2 frames late
+        dance = real(features, samples, generator)
+        return torch.cat([dance[:, :1].expand(-1, 2, -1), dance[:, :-2]], dim=1)
+
+    plain = evaluate_generator(late, tiny_dataset, CFG, cache, seed=0)
+    warped = evaluate_generator(late, tiny_dataset, dataclasses.replace(CFG, beat_warp=True), cache, seed=0)
+    assert plain["protocol/beat_warp"] == 0.0 and warped["protocol/beat_warp"] == 1.0
+    assert warped["beat_f1"] > plain["beat_f1"] + 0.2
+    assert warped["beat_align"] > plain["beat_align"] + 0.1
