@@ -3,7 +3,9 @@
 Each cell is `python -m d2m run BASE overrides...` in a child process, so a crash or an exhausted
 memory in one cell cannot take the others down, and parallel cells do not share a torch thread pool.
 Cells whose run directory went as far as the matrix asks are skipped (one that stopped earlier is
-finished); cells sharing a stage wait on that stage's file lock and find it trained. The state of
+finished). Stages that several pending cells share are trained first, once, with the cores that
+cells waiting on them would leave idle (`shared_stages`); cells that still meet on a stage wait on its
+file lock and find it trained. The state of
 every cell is kept in results/<name>/cells.json; the tables are then rebuilt from the run
 directories alone (`rebuild_tables`, the same function as `d2m table`), and only after that does
 the W&B summary run upload them. Where the child processes live (threads here, or submitit jobs on a
@@ -28,20 +30,53 @@ from ablations.sweep import write_sweep
 from common.atomic import write_json
 from common.errors import D2MError
 from experiments.config import resolve_path
-from experiments.rundir import run_dir, run_progress, run_reached
+from experiments.rundir import is_done, run_dir, run_progress, run_reached, stage_dir
+from experiments.stage_graph import stage_key, stages_until
 
 RESULTS_DIR = Path("results")
 
 
+# Stages `d2m train` can train on their own (data is built by whichever stage needs it first).
+TRAINABLE = ("style", "decomposition", "composition")
+
+
+def shared_stages(runs: list[CellRun], until: str) -> list[tuple[CellRun, str]]:
+    """(run, stage) pairs: each untrained stage that two or more pending runs share, deepest first.
+
+    Training it once, before the cells start and with the cores the waiting cells would leave idle,
+    is what a matrix of cells that differ only downstream (the demo's two cells share their style
+    extractor and VAE; the ablations' cells share one VAE per seed) spends its first minutes on.
+    Only the deepest shared stage of each group is listed: training it trains what it needs.
+    """
+    covered: set[tuple[str, str]] = set()  # (stage, key) already trained by a listed pair
+    plan: list[tuple[CellRun, str]] = []
+    for stage in reversed([s for s in stages_until(until) if s in TRAINABLE and s != until]):
+        groups: dict[str, list[CellRun]] = {}
+        for r in runs:
+            groups.setdefault(stage_key(r.cfg, stage), []).append(r)
+        for key, members in groups.items():
+            if len(members) < 2 or (stage, key) in covered or is_done(stage_dir(members[0].cfg, stage)):
+                continue
+            plan.append((members[0], stage))
+            covered |= {(s, stage_key(members[0].cfg, s)) for s in stages_until(stage)}
+    return plan
+
+
+def _train_shared(run: CellRun, stage_of: dict[str, str], **kw: Any) -> dict[str, Any]:
+    """The shared stage `stage_of[run.label]` of one run (a module-level function: submitit pickles it)."""
+    return _run_cell(run, until=stage_of[run.label], shared=True, **kw)
+
+
 def _run_cell(run: CellRun, base: Path, until: str, log_dir: Path, threads: int,
-              board: CellBoard | None = None) -> dict[str, Any]:
+              board: CellBoard | None = None, shared: bool = False) -> dict[str, Any]:
+    """One cell as far as `until`; `shared`: only a stage other cells share (its own log, no run status)."""
     folder = run_dir(run.cfg)
     entry = {"cell": run.cell, "seed": run.seed, "device": run.device, "run_dir": str(folder)}
     if run_reached(folder, until):  # a run that stopped earlier (`d2m train style`) is finished here
         return {**entry, "status": "done", "note": "already finished"}
     if run_progress(folder):
         entry["note"] = f"resumed after {run_progress(folder)[-1]}"
-    log = log_dir / f"{run.label}.log"
+    log = log_dir / (f"{run.label}.shared-{until}.log" if shared else f"{run.label}.log")
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **child_env(), "OMP_NUM_THREADS": str(threads),
            "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
@@ -140,8 +175,20 @@ def run_matrix(
           f"{launch.describe()}; each run's log: {out / 'logs'}/", file=sys.stderr)
     with CellBoard() as board:
         # The live board watches the cells' logs from this process; a job elsewhere reports when it ends.
+        watch = board if launch.name == "local" else None
+        first = shared_stages(todo, matrix.until)
+        if first:
+            board.print(f"  training {len(first)} shared stage(s) first: "
+                        + ", ".join(f"{stage} (as in {r.label})" for r, stage in first))
+            share_jobs = max(1, min(jobs, len(first)))
+            share_fn = functools.partial(_train_shared, stage_of={r.label: stage for r, stage in first}, base=base,
+                                         log_dir=out / "logs", threads=launch.threads(share_jobs), board=watch)
+            for result in launch.map(share_fn, [r for r, _ in first], share_jobs):
+                if result["status"] == "failed":  # the cells that need it fail and report it below
+                    board.print(f"  shared stage of {result['cell']} seed {result['seed']} failed "
+                                f"({result.get('error')})")
         cell_fn = functools.partial(_run_cell, base=base, until=matrix.until, log_dir=out / "logs",
-                                    threads=threads, board=board if launch.name == "local" else None)
+                                    threads=threads, board=watch)
         for result in launch.map(cell_fn, todo, jobs):
             entries.append(result)
             write_json(out / "cells.json", entries)

@@ -37,6 +37,8 @@ MAIN_METRICS = {
     "evaluation/beat_align_motion": "beat align (motion)",
     "evaluation/speed_ratio": "speed ratio",
     "decomposition/test/recon_px": "VAE recon (px)",
+    "decomposition/test/recon_ratio": "VAE recon / first pose",
+    "decomposition/test/speed_ratio": "VAE speed ratio",
     "style/test/acc": "style acc",
 }
 REFERENCE_ROW = "real dances"
