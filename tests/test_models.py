@@ -123,3 +123,22 @@ def test_the_composition_system_builds_the_same_model_as_the_model_alone():
     got = module(batch, wants={"pose_reconstruction"})
     want = alone.eval()(batch, wants={"pose_reconstruction"})
     torch.testing.assert_close(got["pose_reconstruction"], want["pose_reconstruction"], rtol=0, atol=0)
+
+
+def test_systems_take_a_dataclass_a_node_or_a_dict_and_save_plain_values():
+    import json
+
+    from omegaconf import OmegaConf
+
+    from lightning_modules.config import plain
+
+    cfg = typed(DecompositionConfig, TINY["decomposition"], "decomposition")
+    systems = [DecompositionModule(block, pose_dim=P, pose_std=torch.full((P,), 2.0))
+               for block in (cfg, OmegaConf.structured(cfg), plain(cfg))]
+    for system in systems:
+        assert system.cfg == cfg and system.model.cfg == cfg
+        saved = dict(system.hparams)
+        assert type(saved["config"]) is dict and saved["config"] == plain(cfg)
+        assert json.loads(json.dumps(saved)) == saved  # nothing but plain values (the tensor became a list)
+    with pytest.raises(D2MError, match=r"decomposition\.hiden"):
+        DecompositionModule({"hiden": 8}, pose_dim=P)
