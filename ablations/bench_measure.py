@@ -245,7 +245,7 @@ def any_stepper(module, family: str, device: torch.device, precision: str = "fp3
 
 def compile_networks(module, family: str) -> None:
     """`torch.compile` every trained network in place (parameter names and optimisers are unchanged)."""
-    nets = [module.net] if family == "style" else list(module.networks.values())
+    nets = [module.net] if family == "style" else list(module.model.networks.values())
     for net in nets:
         net.compile()
 

@@ -461,9 +461,9 @@ def evaluate_generator(generate_fn: GenerateFn, dataset_root: str | Path, eval_c
     return _evaluate(lambda f, n, g, init: generate_fn(f, n, g), dataset_root, eval_cfg, cache_dir, seed)
 
 
-def evaluate_composition(module: Any, dataset_root: str | Path, eval_cfg: Any, cache_dir: str | Path,
+def evaluate_composition(model: Any, dataset_root: str | Path, eval_cfg: Any, cache_dir: str | Path,
                          seed: int) -> dict[str, float]:
-    """Score a trained CompositionModule through `evaluation.generation.generate_dance`.
+    """Score a trained `CompositionGAN` (a `CompositionModule`'s `.model`) through `generate_dance`.
 
     Every sample of a clip starts from the same initial pose, the clip's first real pose, so that the
     spread between samples is the multimodality "for the same music and initial pose".
@@ -471,23 +471,23 @@ def evaluate_composition(module: Any, dataset_root: str | Path, eval_cfg: Any, c
     from evaluation.generation import generate_dance
 
     try:
-        device = next(module.parameters()).device
+        device = next(model.parameters()).device
     except (StopIteration, AttributeError):
         device = torch.device("cpu")
 
     def generate(features: torch.Tensor, samples: int, generator: torch.Generator, init_pose: torch.Tensor):
-        return generate_dance(module, features.to(device), samples=samples, init_pose=init_pose.to(device),
+        return generate_dance(model, features.to(device), samples=samples, init_pose=init_pose.to(device),
                               generator=generator)
 
-    was_training = bool(getattr(module, "training", False))
-    if hasattr(module, "eval"):
-        module.eval()
+    was_training = bool(getattr(model, "training", False))
+    if hasattr(model, "eval"):
+        model.eval()
     cfg = as_evaluation_config(eval_cfg)
-    if getattr(module, "unit_frames", None):  # the seams of this model's dances
-        cfg = dataclasses.replace(cfg, unit_frames=int(module.unit_frames))
+    if getattr(model, "unit_frames", None):  # the seams of this model's dances
+        cfg = dataclasses.replace(cfg, unit_frames=int(model.unit_frames))
     try:
         with torch.no_grad():
             return _evaluate(generate, dataset_root, cfg, cache_dir, seed)
     finally:
         if was_training:
-            module.train()
+            model.train()

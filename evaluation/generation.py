@@ -1,4 +1,4 @@
-"""Dance generation from music of any length with a trained `CompositionModule` (DESIGN.md section 3).
+"""Dance generation from music of any length with a trained `CompositionGAN` (DESIGN.md section 3).
 
 The music is cut into windows of L units (L * T frames, T = 32); per window the frozen extractor's
 style feature and fresh noise give z_dance, the dance decoder turns it into L movement codes, and
@@ -50,18 +50,18 @@ def _randn(shape, generator: torch.Generator | None, like: torch.Tensor) -> torc
     return torch.randn(shape, generator=generator, device=generator.device).to(like)
 
 
-def _draw_codes(module, style: torch.Tensor, units: int, generator) -> torch.Tensor:
+def _draw_codes(model, style: torch.Tensor, units: int, generator) -> torch.Tensor:
     """Sampled movement codes (N, L, M) for style features (N, S): z_dance from the music, then decoded."""
-    mean, logvar = module.audstyle_enc(style, generator=generator)
+    mean, logvar = model.audstyle_enc(style, generator=generator)
     z = mean + _randn(mean.shape, generator, mean) * torch.exp(0.5 * logvar)
-    m_mean, m_logvar = module.dance_dec(z, units)
+    m_mean, m_logvar = model.dance_dec(z, units)
     codes = m_mean + _randn(m_mean.shape, generator, m_mean) * torch.exp(0.5 * m_logvar)
     return codes.reshape(style.shape[0], units, -1)
 
 
 @torch.no_grad()
 def generate_dance(
-    module,
+    model,
     features: torch.Tensor,
     n_frames: int | None = None,
     *,
@@ -74,6 +74,7 @@ def generate_dance(
 ) -> torch.Tensor:
     """Normalised poses (samples, n_frames, P) for normalised music features (T, F) at the pose frame rate.
 
+    `model` is a trained `CompositionGAN` (a `CompositionModule`'s `.model`); it is left as it was found.
     `n_frames` defaults to T (one pose per feature frame). `init_pose` (P,) is the normalised first
     pose shared by all samples; when None one is drawn from N(0, I) in z_init space and decoded, also
     shared, so the samples differ only by the model's own randomness (multimodality). `generator`
@@ -89,56 +90,56 @@ def generate_dance(
         raise D2MError(f"asked for {total} frames but the music has only {features.shape[0]} feature frames")
     if samples < 1:
         raise D2MError(f"samples must be >= 1, got {samples}")
-    if features.shape[1] != module.feature_dim:
-        raise D2MError(f"the model expects {module.feature_dim} features per frame, got {features.shape[1]}")
+    if features.shape[1] != model.feature_dim:
+        raise D2MError(f"the model expects {model.feature_dim} features per frame, got {features.shape[1]}")
 
-    was_training = module.training
-    module.eval()
+    was_training = model.training
+    model.eval()
     try:
-        device = module.pose_std.device
+        device = model.pose_std.device
         features = features.to(device=device, dtype=torch.float32)
-        units, unit_frames = module.sequence_units, module.unit_frames
+        units, unit_frames = model.sequence_units, model.unit_frames
         window = units * unit_frames
-        pose_std = module.pose_std
+        pose_std = model.pose_std
 
         if init_pose is None:
-            z0 = _randn((1, module.decomposition_cfg.init_dim), generator, features)
-            first = module.initp_dec(z0)
+            z0 = _randn((1, model.decomposition_cfg.init_dim), generator, features)
+            first = model.initp_dec(z0)
         else:
             first = torch.as_tensor(init_pose, dtype=torch.float32, device=device).reshape(1, -1)
-            if first.shape[1] != module.pose_dim:
-                raise D2MError(f"init_pose must have {module.pose_dim} numbers, got {first.shape[1]}")
-        z_init = module.initp_enc(first)[0].expand(samples, -1)
+            if first.shape[1] != model.pose_dim:
+                raise D2MError(f"init_pose must have {model.pose_dim} numbers, got {first.shape[1]}")
+        z_init = model.initp_enc(first)[0].expand(samples, -1)
 
         pieces: list[torch.Tensor] = []
         n_windows = math.ceil(total / window)
         for w in tqdm(range(n_windows), desc="generating", unit="window", disable=not progress):
             start = w * window
             music = features[start:min(start + window, features.shape[0])]
-            style = module.style_feature(music.unsqueeze(0)).expand(samples, -1)
-            codes = _draw_codes(module, style, units, generator)
+            style = model.style_feature(music.unsqueeze(0)).expand(samples, -1)
+            codes = _draw_codes(model, style, units, generator)
             for j in range(units):
                 if start + j * unit_frames >= total:
                     break  # the rest of the last window would be cropped away
-                poses = module.stdp_dec(z_init, codes[:, j], unit_frames)
+                poses = model.stdp_dec(z_init, codes[:, j], unit_frames)
                 moved = motion_px(poses, pose_std)
                 for _ in range(max(0, int(max_retries))):
                     still = moved < motion_threshold
                     if not bool(still.any()):
                         break
                     idx = still.nonzero().squeeze(1)
-                    again = _draw_codes(module, style[idx], units, generator)[:, j]
-                    retry = module.stdp_dec(z_init[idx], again, unit_frames)
+                    again = _draw_codes(model, style[idx], units, generator)[:, j]
+                    retry = model.stdp_dec(z_init[idx], again, unit_frames)
                     retry_moved = motion_px(retry, pose_std)
                     better = retry_moved > moved[idx]
                     poses[idx[better]] = retry[better]
                     moved[idx[better]] = retry_moved[better]
                 pieces.append(poses)
-                z_init = module.initp_enc(poses[:, -1])[0]
+                z_init = model.initp_enc(poses[:, -1])[0]
         dance = torch.cat(pieces, dim=1)[:, :total]
         return dance.float().cpu()
     finally:
-        module.train(was_training)
+        model.train(was_training)
 
 
 # -- beat warping ---------------------------------------------------------------------------------------

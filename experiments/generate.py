@@ -86,9 +86,9 @@ def generate_from_run(
     checkpoint = load_run(run_dir).checkpoint("composition")
     module = CompositionModule.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
     module.eval()
-    hp = module.hparams
-    spec = feature_config(hp.get("feature_spec"))
-    units = keypoint_units(module.pose_mean, module.pose_std)
+    model = module.model
+    spec = feature_config(module.hparams.get("feature_spec"))
+    units = keypoint_units(model.pose_mean, model.pose_std)
     if units == NORMALISED_UNITS:
         print(f"d2m generate: {run_dir} has no data statistics (imported without --data), so the keypoints are in "
               "normalised units, not pixels; import again with --data DATASET to get pixels", file=sys.stderr)
@@ -97,14 +97,14 @@ def generate_from_run(
     features = np.asarray(compute_features(wave, spec.sample_rate, spec), dtype=np.float32)
     if features.ndim != 2 or features.shape[0] == 0:
         raise D2MError(f"{audio}: no audio features could be computed (is the file too short?)")
-    normalised = (torch.from_numpy(features) - module.feature_mean) / module.feature_std
+    normalised = (torch.from_numpy(features) - model.feature_mean) / model.feature_std
 
     generator = torch.Generator().manual_seed(int(seed))
-    dances = generate_dance(module, normalised, samples=samples, generator=generator, progress=progress)
-    pixels = (dances * module.pose_std + module.pose_mean).numpy().astype(np.float32)
+    dances = generate_dance(model, normalised, samples=samples, generator=generator, progress=progress)
+    pixels = (dances * model.pose_std + model.pose_mean).numpy().astype(np.float32)
     if beat_warp:  # in pixels: the kinematic-beat detector's depth is in pixels per frame
         beats = music_beats(np.asarray(wave), spec.sample_rate, spec.fps)
-        pixels = np.stack([warp_to_beats(d, beats, unit_frames=module.unit_frames) for d in pixels])
+        pixels = np.stack([warp_to_beats(d, beats, unit_frames=model.unit_frames) for d in pixels])
     keypoints = pixels.reshape(samples, pixels.shape[1], -1, 2)
 
     npy = out if out.suffix.lower() == ".npy" else out.with_suffix(".npy")

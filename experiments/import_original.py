@@ -40,13 +40,13 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 from common.atomic import atomic_dir, read_json, write_json, write_text
 from common.errors import D2MError
 from experiments.config import load_config, to_container, to_yaml
 from experiments.rundir import mark_done
+from lightning_modules.config import plain
 
 __all__ = [
     "COMPOSITION_FILE_NETWORKS",
@@ -247,24 +247,11 @@ def _dataset_stats(data_root: str) -> tuple[dict[str, list[float]], dict[str, An
     return stats, info
 
 
-def _plain(x: Any) -> Any:
-    """Hyper-parameters as plain containers, so the checkpoints reload with `weights_only=True`."""
-    if isinstance(x, DictConfig):
-        return to_container(x)
-    if isinstance(x, Mapping):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_plain(v) for v in x]
-    if isinstance(x, torch.Tensor | np.ndarray):
-        return x.tolist()
-    return x
-
-
 def _lightning_checkpoint(module: pl.LightningModule, provenance: dict) -> dict:
     """What `Module.load_from_checkpoint` needs: weights, constructor arguments, the Lightning version."""
     return {
         "state_dict": {k: v.detach().clone() for k, v in module.state_dict().items()},
-        "hyper_parameters": _plain(dict(module.hparams)),
+        "hyper_parameters": plain(dict(module.hparams)),  # loads with weights_only=True
         "pytorch-lightning_version": pl.__version__,
         "d2m_import": provenance,
     }
@@ -345,25 +332,26 @@ def import_original(decomp: Path, comp: Path, style: Path, out: Path, data_root:
         raise D2MError(f"{style}: not the original style classifier: expected a bare state dict of tensors "
                        f"(init_h, recurrent.*, classifier.*), found {_describe(style_obj)}{hint}")
     style_state = _check_network(style, None, style_obj, style_module.net)
-    decomp_nets = {n: getattr(decomposition_module, n) for n in DECOMPOSITION_FILE_NETWORKS}
+    decomp_nets = {n: getattr(decomposition_module.model, n) for n in DECOMPOSITION_FILE_NETWORKS}
     decomp_states = _check_bundle(decomp, decomp_obj, decomp_nets, "Stage1 (decomposition)")
-    comp_names = [n for n in COMPOSITION_FILE_NETWORKS if composition_module.has_network(n)]
+    comp_model = composition_module.model
+    comp_names = [n for n in COMPOSITION_FILE_NETWORKS if comp_model.has_network(n)]
     if len(comp_names) != len(COMPOSITION_FILE_NETWORKS):
         lacking = sorted(set(COMPOSITION_FILE_NETWORKS) - set(comp_names))
         raise D2MError(f"the paper config builds no {', '.join(lacking)}; enable every composition loss term")
-    comp_states = _check_bundle(comp, comp_obj, {n: getattr(composition_module, n) for n in comp_names},
+    comp_states = _check_bundle(comp, comp_obj, {n: getattr(comp_model, n) for n in comp_names},
                                 "Stage2 (composition)")
 
     with torch.no_grad():
         style_module.net.load_state_dict(style_state, strict=True)
-        composition_module.style_extractor.load_state_dict(style_state, strict=True)
+        comp_model.style_extractor.load_state_dict(style_state, strict=True)
         for name, state in decomp_states.items():
-            getattr(decomposition_module, name).load_state_dict(state, strict=True)
+            getattr(decomposition_module.model, name).load_state_dict(state, strict=True)
         for name in FROM_DECOMPOSITION_FILE:
-            getattr(composition_module, name).load_state_dict(decomp_states[name], strict=True)
+            getattr(comp_model, name).load_state_dict(decomp_states[name], strict=True)
         for name, state in comp_states.items():
-            getattr(composition_module, name).load_state_dict(state, strict=True)
-    composition_module.style_extractor.eval()
+            getattr(comp_model, name).load_state_dict(state, strict=True)
+    comp_model.style_extractor.eval()
 
     sources = {
         "style": {"file": str(style.resolve()), "sha256": _sha256(style_bytes), "bytes": len(style_bytes)},

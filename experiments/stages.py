@@ -171,7 +171,7 @@ def score_composition(cfg: DictConfig, checkpoint: str | Path, root: str | Path)
     cache = Path(cfg.runs_dir) / "cache"
     module = CompositionModule.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
     module.eval()
-    generated = evaluate_composition(module, root, cfg.evaluation, cache_dir=cache, seed=cfg.seed)
+    generated = evaluate_composition(module.model, root, cfg.evaluation, cache_dir=cache, seed=cfg.seed)
     reference = reference_metrics(root, cfg.evaluation, cache_dir=cache)
     return _floats(generated), _floats(reference)
 

@@ -1,35 +1,20 @@
 """`CompositionModule`: trains the composition GAN that turns music into sequences of movement codes.
 
-It holds every network that generation needs (the frozen style extractor, the decomposition
-networks and the composition networks) so that its checkpoint alone generates dances, plus only the
-critics and the style regressor that the enabled loss terms ask for.
+The model itself, its networks and its forward pass, is `networks.composition_gan.CompositionGAN`
+(`self.model`): every network that generation needs (the frozen style extractor, the decomposition
+networks and the composition networks) plus only the critics and the style regressor that the
+enabled loss terms ask for, so that a checkpoint alone generates dances. This file is the training
+system around it.
 
-`forward(batch, wants)` is the model's forward pass written out: it computes the named tensors the
-enabled terms read (each term declares them in `reads`), with an `if` per product, so a term that
-is switched off costs no time. The batch then goes through up to three optimisation steps, in
-order, following Lightning's recipe for GANs (manual optimisation, one optimiser per player,
-`toggled_optimizer`, `manual_backward`): discriminator, generator, style (DESIGN.md section 3).
-Toggling leaves every other player's parameters out of a step's backward, so the generator's
-backward computes no weight gradient for the critics or the regressor. The discriminator step reads
-the pass detached; the generator step backpropagates through it; the style step
-(`style_step=separate`) recomputes z_dance after the generator's update. The step never names a
-term; it loops over the steps and calls `weighted_sum`.
-
-Names produced (L = units per sequence, T = frames per unit, rows of per-unit tensors are
-sample-major: the L units of one sample are consecutive):
-
-- `unit_poses` (B*L, T, P): the real units, normalised; `audio` (B, F): time-mean of the music
-  features; `style` (B, S): the frozen extractor's style feature of the first `style_frames` frames.
-- `movement_mean`, `movement_logvar` (B*L, M): the movement encoder on the real units (detached
-  unless `finetune_movement_encoder`).
-- `dance_mean`, `dance_logvar`, `dance_z` (B, D): z_dance of the real dance (dance encoder).
-- `dance_movement_mean`, `dance_movement_logvar`, `dance_movement_z` (B*L, M): decoded from `dance_z`.
-- `music_mean`, `music_logvar`, `music_z` (B, D): z_dance from the music (music-to-dance encoder).
-- `music_movement_mean`, `music_movement_logvar` (B*L, M): decoded from `music_z`.
-- `unit_z_init` (B*L, I): initial-pose encoder mean of each real unit's first frame.
-- `pose_reconstruction` (B*L, T, P): the pose decoder on `unit_z_init` and `dance_movement_z`.
-
-Codes are sampled (reparameterised) in training and taken at their means in evaluation.
+Each training batch asks the model for the named tensors the enabled terms read (each term
+declares them in `reads`), so a term that is switched off costs no time. The batch then goes
+through up to three optimisation steps, in order, following Lightning's recipe for GANs (manual
+optimisation, one optimiser per player, `toggled_optimizer`, `manual_backward`): discriminator,
+generator, style (DESIGN.md section 3). Toggling leaves every other player's parameters out of a
+step's backward, so the generator's backward computes no weight gradient for the critics or the
+regressor. The discriminator step reads the pass detached; the generator step backpropagates
+through it; the style step (`style_step=separate`) recomputes z_dance after the generator's update.
+The step never names a term; it loops over the steps and calls `weighted_sum`.
 
 Logged: `train/loss/<term>` (a term in two steps logs `<term>_<step>`), `train/total/<step>`,
 `train/loss` (the generator total), and on validation/test batches `val/loss` (the weighted
@@ -48,68 +33,24 @@ from torch import nn
 from common.errors import D2MError
 from lightning_modules.config import CompositionConfig, DecompositionConfig, StyleExtractorConfig, plain, typed
 from lightning_modules.losses import STEPS, build_terms, needed_networks, weighted_sum
-from lightning_modules.networks.composition import (
-    CORE_NETWORKS,
-    OPTIONAL_NETWORKS,
-    build_composition_networks,
-    join_codes,
-)
-from lightning_modules.networks.decomposition import build_decomposition_networks
-from lightning_modules.networks.style_extractor import StyleExtractor
+from lightning_modules.networks.composition import CORE_NETWORKS, OPTIONAL_NETWORKS
+from lightning_modules.networks.composition_gan import FINETUNED, PRODUCED, CompositionGAN
+from lightning_modules.networks.decomposition_vae import DECOMPOSITION_NETWORKS
 
-__all__ = ["DECOMPOSITION_NETWORKS", "PRODUCTS", "STEP_ORDER", "CompositionModule", "clip_groups"]
+__all__ = ["STEP_ORDER", "CompositionModule", "clip_groups", "term_reads"]
 
-DECOMPOSITION_NETWORKS = ("initp_enc", "initp_dec", "movement_enc", "stdp_dec")
-# Learn at lr * finetune_lr_scale (frozen when it is 0); the movement encoder only with
-# `finetune_movement_encoder` (the original keeps it frozen and its codes detached).
-FINETUNED = ("movement_enc", "stdp_dec")
-FROZEN = ("initp_enc", "initp_dec")  # used as trained by the decomposition stage
 # What the style step moves with `style_step=separate` besides the regressor (as the original's info step).
 STYLE_STEP_NETWORKS = ("dance_enc", "audstyle_enc", "stdp_dec")
 STEP_ORDER = ("discriminator", "generator", "regressor")
 assert set(STEP_ORDER) == set(STEPS)
 
-# The forward pass's products: the names each computes, and the products it is computed from.
-PRODUCTS: dict[str, tuple[str, ...]] = {
-    "style": ("style",),
-    "movement": ("movement_mean", "movement_logvar"),
-    "dance": ("dance_mean", "dance_logvar", "dance_z"),
-    "dance_movement": ("dance_movement_mean", "dance_movement_logvar", "dance_movement_z"),
-    "music": ("music_mean", "music_logvar", "music_z"),
-    "music_movement": ("music_movement_mean", "music_movement_logvar"),
-    "initial": ("unit_z_init",),
-    "poses": ("pose_reconstruction",),
-}
-DEPENDS: dict[str, tuple[str, ...]] = {
-    "dance": ("movement",), "dance_movement": ("dance",), "music": ("style",), "music_movement": ("music",),
-    "poses": ("dance_movement", "initial"),
-}
-INPUTS = ("unit_poses", "features", "audio")  # always present
-_PRODUCT_OF = {name: product for product, names in PRODUCTS.items() for name in names}
 
-
-def products_for(names: Iterable[str]) -> set[str]:
-    """The products needed to produce `names`, their dependencies included."""
-    todo = []
-    for name in names:
-        if name in INPUTS:
-            continue
-        if name not in _PRODUCT_OF:
-            raise KeyError(f"the composition forward pass produces no '{name}'")
-        todo.append(_PRODUCT_OF[name])
-    needed: set[str] = set()
-    while todo:
-        product = todo.pop()
-        if product not in needed:
-            needed.add(product)
-            todo.extend(DEPENDS.get(product, ()))
-    return needed
-
-
-def _reparameterise(mean: torch.Tensor, logvar: torch.Tensor, sample: bool) -> torch.Tensor:
-    if not sample:
-        return mean
-    return mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+def term_reads(terms) -> set[str]:
+    """The forward-pass names the terms read; a term that declares none reads everything."""
+    reads: set[str] = set()
+    for t in terms:
+        reads |= set(getattr(t, "reads", None) or PRODUCED)
+    return reads
 
 
 def _detached(out: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -117,7 +58,7 @@ def _detached(out: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 class CompositionModule(pl.LightningModule):
-    """The composition GAN's training logic (manual optimisation); networks named as in the original.
+    """The composition GAN's training system (manual optimisation) around `self.model`, a `CompositionGAN`.
 
     `config`, `decomposition_config` and `style_config` are the `composition`, `decomposition` and
     `style` config blocks, as dataclasses or plain dicts (missing keys take the defaults). The data-derived
@@ -160,14 +101,8 @@ class CompositionModule(pl.LightningModule):
         self.automatic_optimization = False
 
         self.cfg: CompositionConfig = typed(CompositionConfig, config, "composition")
-        self.decomposition_cfg: DecompositionConfig = typed(DecompositionConfig, decomposition_config,
-                                                             "decomposition")
-        self.style_cfg: StyleExtractorConfig = typed(StyleExtractorConfig, style_config, "style")
-        self.feature_dim, self.pose_dim = int(feature_dim), int(pose_dim)
-        self.sequence_units, self.unit_frames = int(sequence_units), int(unit_frames)
-        if self.sequence_units < 1 or self.unit_frames < 2:
-            raise D2MError(f"composition needs sequence_units >= 1 and unit_frames >= 2, got "
-                           f"{self.sequence_units} and {self.unit_frames}")
+        decomposition_cfg: DecompositionConfig = typed(DecompositionConfig, decomposition_config, "decomposition")
+        style_cfg: StyleExtractorConfig = typed(StyleExtractorConfig, style_config, "style")
         self.class_names = class_names
 
         self.terms = build_terms("composition", self.cfg.losses, self.cfg)
@@ -177,34 +112,16 @@ class CompositionModule(pl.LightningModule):
         unknown = needs - set(OPTIONAL_NETWORKS)
         if unknown:
             raise D2MError(f"composition loss terms ask for networks it does not have: {sorted(unknown)}")
-
-        # The style extractor: frozen, always in eval mode, in no optimiser.
-        self.style_extractor = StyleExtractor(self.feature_dim, max(len(class_names), 2), self.style_cfg)
-        self.style_extractor.requires_grad_(False)
-        self.style_extractor.eval()
-        for name, net in build_decomposition_networks(self.decomposition_cfg, self.pose_dim).items():
-            setattr(self, name, net)
-        for name in FROZEN:
-            getattr(self, name).requires_grad_(False)
-        # Frozen networks are in no optimiser, so their weight gradients are not computed; a frozen
-        # movement encoder also runs without a graph (its codes are detached, its backward is gone).
-        self.movement_encoder_trained = self.cfg.finetune_lr_scale > 0 and self.cfg.finetune_movement_encoder
-        self.finetuned = tuple(n for n in FINETUNED if self.cfg.finetune_lr_scale > 0
-                               and (n != "movement_enc" or self.movement_encoder_trained))
-        for name in FINETUNED:
-            if name not in self.finetuned:
-                getattr(self, name).requires_grad_(False)
         if self.cfg.style_step not in ("separate", "joint"):
             raise D2MError(f"composition.style_step: unknown value '{self.cfg.style_step}'; choices: separate, joint")
         if self.cfg.optim.clip_mode not in ("per_network", "joint"):
             raise D2MError(f"composition.optim.clip_mode: unknown value '{self.cfg.optim.clip_mode}'; "
                            "choices: per_network, joint")
-        built = build_composition_networks(self.cfg, self.decomposition_cfg.movement_dim,
-                                           self.style_extractor.style_dim, self.feature_dim,
-                                           self.sequence_units, optional=needs)
-        self.composition_network_names = tuple(built.keys())
-        for name, net in built.items():
-            setattr(self, name, net)
+        self.model = CompositionGAN(
+            self.cfg, decomposition_cfg, style_cfg, feature_dim=feature_dim, num_classes=len(class_names),
+            pose_dim=pose_dim, sequence_units=sequence_units, unit_frames=unit_frames, optional=needs,
+            statistics={"pose_mean": pose_mean, "pose_std": pose_std,
+                        "feature_mean": feature_mean, "feature_std": feature_std})
 
         # The optimisation steps that have at least one enabled term, in their fixed order.
         self.active_steps = tuple(s for s in STEP_ORDER if any(s in t.steps for t in self.terms.values()))
@@ -221,118 +138,26 @@ class CompositionModule(pl.LightningModule):
                                      or [n for n, t in terms if "generator" in t.steps])
         # What the forward pass computes: in training what the enabled terms read, in evaluation what
         # the reconstruction terms and the pixel error read.
-        self.train_reads = self._reads(self.terms.values())
-        self.eval_reads = self._reads(self.terms[n] for n in self.reconstruction_terms) | {"pose_reconstruction"}
-
-        stats = {"pose_mean": (pose_mean, self.pose_dim, 0.0), "pose_std": (pose_std, self.pose_dim, 1.0),
-                 "feature_mean": (feature_mean, self.feature_dim, 0.0),
-                 "feature_std": (feature_std, self.feature_dim, 1.0)}
-        for name, (values, n, fill) in stats.items():
-            self.register_buffer(name, self._vector(values, n, fill, name), persistent=False)
+        self.train_reads = term_reads(self.terms.values())
+        self.eval_reads = term_reads(self.terms[n] for n in self.reconstruction_terms) | {"pose_reconstruction"}
         self.test_report: dict = {}
-
-    @staticmethod
-    def _vector(values, n: int, fill: float, name: str) -> torch.Tensor:
-        if values is None:
-            return torch.full((n,), fill)
-        t = torch.as_tensor(values, dtype=torch.float32).reshape(-1)
-        if t.shape != (n,):
-            raise D2MError(f"{name} must have {n} numbers, got {t.numel()}")
-        return t
-
-    # -- networks -------------------------------------------------------------------------------------
-    @property
-    def networks(self) -> nn.ModuleDict:
-        """Every built network by its original name (a view; they are registered as attributes)."""
-        names = DECOMPOSITION_NETWORKS + self.composition_network_names
-        return nn.ModuleDict({name: getattr(self, name) for name in names})
-
-    def has_network(self, name: str) -> bool:
-        return name in self.composition_network_names or name in DECOMPOSITION_NETWORKS
-
-    def train(self, mode: bool = True):
-        """Keep the frozen style extractor in eval mode whatever Lightning switches."""
-        super().train(mode)
-        self.style_extractor.eval()
-        return self
-
-    def style_feature(self, features: torch.Tensor) -> torch.Tensor:
-        """The frozen extractor's style feature of the music; `style_frames > 0` reads only its start."""
-        frames = self.cfg.style_frames
-        if frames > 0:
-            features = features[:, :frames]
-        with torch.no_grad():
-            return self.style_extractor.style_feature(features)
-
-    @staticmethod
-    def _reads(terms) -> set[str]:
-        """The forward-pass names the terms read; a term that declares none reads everything."""
-        reads: set[str] = set()
-        for t in terms:
-            reads |= set(getattr(t, "reads", None) or _PRODUCT_OF)
-        return reads
 
     def forward(self, batch: Mapping[str, torch.Tensor], wants: Iterable[str] | None = None,
                 sample: bool | None = None, generator: torch.Generator | None = None,
                 given: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """The named tensors of `wants` (default: what the training terms read) and what they need.
-
-        Codes are sampled when `sample` (default: in training); `generator` fixes the music noise.
-        `given` supplies products already computed (the style step passes the movement codes and
-        the style feature), which are not computed again.
-        """
-        poses, features = batch["poses"], batch["features"]
-        if poses.dim() != 4:
-            raise D2MError(f"composition batches need poses of shape (B, L, T, P), got {tuple(poses.shape)}")
-        b, units, frames, pose_dim = poses.shape
-        if units != self.sequence_units:
-            raise D2MError(f"the composition model was built for sequences of {self.sequence_units} units "
-                           f"(sequence_units) but the batch has {units}")
-        sample = self.training if sample is None else sample
-        need = products_for(self.train_reads if wants is None else wants)
-        out: dict[str, torch.Tensor] = {"unit_poses": poses.reshape(b * units, frames, pose_dim),
-                                        "features": features, "audio": features.mean(dim=1)}
-        out.update(given or {})
-        if "style" in need and "style" not in out:
-            out["style"] = self.style_feature(features)
-        if "movement" in need and "movement_mean" not in out:
-            with torch.set_grad_enabled(torch.is_grad_enabled() and self.movement_encoder_trained):
-                out["movement_mean"], out["movement_logvar"] = self.movement_enc(out["unit_poses"])
-        if "dance" in need:
-            mean, logvar = self.dance_enc(join_codes(out["movement_mean"], out["movement_logvar"], units))
-            out.update(dance_mean=mean, dance_logvar=logvar, dance_z=_reparameterise(mean, logvar, sample))
-        if "dance_movement" in need:
-            mean, logvar = self.dance_dec(out["dance_z"], units)
-            out.update(dance_movement_mean=mean, dance_movement_logvar=logvar,
-                       dance_movement_z=_reparameterise(mean, logvar, sample))
-        if "music" in need:
-            mean, logvar = self.audstyle_enc(out["style"], generator=generator)
-            out.update(music_mean=mean, music_logvar=logvar, music_z=_reparameterise(mean, logvar, sample))
-        if "music_movement" in need:
-            out["music_movement_mean"], out["music_movement_logvar"] = self.dance_dec(out["music_z"], units)
-        if "initial" in need:
-            with torch.no_grad():
-                out["unit_z_init"], _ = self.initp_enc(out["unit_poses"][:, 0])
-        if "poses" in need:
-            out["pose_reconstruction"] = self.stdp_dec(out["unit_z_init"], out["dance_movement_z"], frames)
-        return out
-
-    def outputs(self, batch: Mapping[str, torch.Tensor], sample: bool | None = None,
-                generator: torch.Generator | None = None, wants: Iterable[str] | None = None
-                ) -> dict[str, torch.Tensor]:
-        """The forward pass over a batch (see `forward`); `wants` defaults to what training reads."""
-        return self(batch, wants=wants, sample=sample, generator=generator)
+        """The model's named tensors of `wants` (default: what the training terms read); see `CompositionGAN`."""
+        return self.model(batch, self.train_reads if wants is None else wants, sample=sample, generator=generator,
+                          given=given)
 
     def load_upstream(self, style_ckpt_path: str | Path, decomposition_ckpt_path: str | Path) -> None:
         """Copy the trained style extractor and decomposition networks in from their Lightning checkpoints."""
         style = _checkpoint_state(style_ckpt_path)
-        self._load_part(self.style_extractor, _strip(style, ("net.", "style_extractor.")), style_ckpt_path,
-                        "style extractor")
+        self._load_part(self.model.style_extractor, _strip(style, "net."), style_ckpt_path, "style extractor")
         decomposition = _checkpoint_state(decomposition_ckpt_path)
         for name in DECOMPOSITION_NETWORKS:
-            part = _strip(decomposition, (f"{name}.", f"nets.{name}.", f"networks.{name}."))
-            self._load_part(getattr(self, name), part, decomposition_ckpt_path, name)
-        self.style_extractor.eval()
+            part = _strip(decomposition, f"model.{name}.")
+            self._load_part(getattr(self.model, name), part, decomposition_ckpt_path, name)
+        self.model.style_extractor.eval()
 
     @staticmethod
     def _load_part(net: nn.Module, state: dict, path, what: str) -> None:
@@ -349,10 +174,10 @@ class CompositionModule(pl.LightningModule):
     def step_networks(self, step: str) -> tuple[str, ...]:
         """The networks the optimiser of `step` moves, in a fixed order."""
         if step == "generator":
-            return (*CORE_NETWORKS, *self.finetuned)
+            return (*CORE_NETWORKS, *self.model.finetuned)
         owners = sorted({n for t in self.terms.values() if step in t.steps for n in t.needs})
         if step == "regressor" and self.cfg.style_step == "separate":
-            extra = [n for n in STYLE_STEP_NETWORKS if n in CORE_NETWORKS or n in self.finetuned]
+            extra = [n for n in STYLE_STEP_NETWORKS if n in CORE_NETWORKS or n in self.model.finetuned]
             owners += [n for n in extra if n not in owners]
         return tuple(owners)
 
@@ -365,7 +190,7 @@ class CompositionModule(pl.LightningModule):
         kw = {"betas": tuple(o.betas), "weight_decay": o.weight_decay}
         optimisers = []
         for step in self.active_steps:
-            groups = [{"params": list(getattr(self, n).parameters()), "network": n,
+            groups = [{"params": list(getattr(self.model, n).parameters()), "network": n,
                        "lr": o.lr * (self.cfg.finetune_lr_scale if n in FINETUNED else 1.0)}
                       for n in self.step_networks(step)]
             optimisers.append(torch.optim.Adam(groups, lr=o.lr, **kw))
@@ -395,7 +220,7 @@ class CompositionModule(pl.LightningModule):
         if step == "generator":
             return out
         if step == "regressor" and self.cfg.style_step == "separate":
-            reads = self._reads(t for t in self.terms.values() if step in t.steps)
+            reads = term_reads(t for t in self.terms.values() if step in t.steps)
             given = {k: out[k].detach() for k in ("movement_mean", "movement_logvar", "style") if k in out}
             return self(batch, wants=reads, sample=True, given=given)
         return _detached(out)
@@ -414,6 +239,7 @@ class CompositionModule(pl.LightningModule):
         opts = self._optimisers()
         n = batch["poses"].shape[0]
         iteration = self.batches_stepped
+        networks = self.model.networks
         generator_total = None
         for step in STEP_ORDER:
             if step not in opts:
@@ -421,7 +247,7 @@ class CompositionModule(pl.LightningModule):
             optimizer = opts[step]
             with self.toggled_optimizer(optimizer):
                 view = self.step_view(step, batch, out)
-                total, parts = weighted_sum(self.terms, step, view, self.networks, iteration)
+                total, parts = weighted_sum(self.terms, step, view, networks, iteration)
                 optimizer.zero_grad()
                 self.manual_backward(total)
                 self.clip_step(optimizer)
@@ -440,9 +266,10 @@ class CompositionModule(pl.LightningModule):
         gen = torch.Generator(device="cpu").manual_seed(batch_idx)
         out = self(batch, wants=self.eval_reads, sample=False, generator=gen)
         n = batch["poses"].shape[0]
+        networks = self.model.networks
         total = torch.zeros((), device=self.device)
         for name in self.reconstruction_terms:
-            value = self.terms[name].compute("generator", out, self.networks)
+            value = self.terms[name].compute("generator", out, networks)
             self.log(f"{stage}/loss/{name}", value, batch_size=n, sync_dist=True)
             total = total + float(self.terms[name].cfg.weight) * value
         self.log(f"{stage}/loss", total, batch_size=n, sync_dist=True, prog_bar=stage == "val")
@@ -452,7 +279,7 @@ class CompositionModule(pl.LightningModule):
 
     def _pose_error_px(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-unit mean joint Euclidean error in pixels."""
-        d = ((pred - target) * self.pose_std).reshape(*pred.shape[:-1], -1, 2).norm(dim=-1)
+        d = ((pred - target) * self.model.pose_std).reshape(*pred.shape[:-1], -1, 2).norm(dim=-1)
         return d.reshape(d.shape[0], -1).mean(dim=1)
 
     def validation_step(self, batch, batch_idx):
@@ -499,10 +326,6 @@ def _checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _strip(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """The entries under the first prefix that has any, with the prefix removed."""
-    for prefix in prefixes:
-        part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if part:
-            return part
-    return {}
+def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries under `prefix`, with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

@@ -1,27 +1,10 @@
 """`DecompositionModule`: trains the decomposition VAE on pairs of jittered copies of dance units.
 
-`forward(batch, wants)` is the model's forward pass written out: it computes the named tensors that
-the enabled terms read (each term declares them in `reads`), with an `if` per product, so a term
-that is switched off costs nothing and the step never names a term. Names produced (suffix `_a` /
-`_b` = the two copies):
-
-- `pose_a`, `pose_b`: the input units (N, T, pose_dim), normalised.
-- `movement_mean_*`, `movement_logvar_*`, `z_movement_*`: the movement encoder's posterior and sample.
-- `init_mean_*`, `init_logvar_*`, `z_init_*`: the initial-pose encoder on each copy's first frame.
-- `recon_*`: the pose decoder on the copy's own codes.
-- `cross_a` = decoder(z_init_a, z_movement_b), `cross_b` = decoder(z_init_b, z_movement_a).
-- `frames` (N*2*K, pose_dim): K random frames per unit and copy; `frames_mean`, `frames_logvar`,
-  `frames_recon`: their trip through the initial-pose VAE.
-
-Codes are sampled (reparameterised) in training and taken at their means in evaluation.
-
-By default (`fused_pairs`) the two copies go through each encoder as one batch of 2N and their
-rows are split afterwards, and every decoded unit asked for goes through the pose decoder in one
-call (2N rows per decode group). Every sample's computation is independent of the other rows' (no
-batch statistics anywhere), so the maths is that of one call per copy and per decode; only the
-matrix shapes change, and larger products run nearer the matmul peak. Without `fused_pairs` each
-copy and each decode is its own call (the straightforward layout). Only the order in which the
-codes' noise is drawn differs between the two.
+The model itself, its networks and its forward pass, is `networks.decomposition_vae.DecompositionVAE`
+(`self.model`); this file is the training system around it: the loss terms, the optimiser and its
+clipping, logging and the test metrics. Each step asks the model for exactly the named tensors the
+enabled terms read (each term declares them in `reads`), so a term that is switched off costs
+nothing and the step never names a term.
 """
 
 from __future__ import annotations
@@ -30,23 +13,22 @@ from collections.abc import Iterable, Mapping
 
 import pytorch_lightning as pl
 import torch
-from torch import nn
 
 from common.errors import D2MError
 from lightning_modules.config import DecompositionConfig, plain, typed
 from lightning_modules.losses import build_terms, needed_networks, weighted_sum
-from lightning_modules.networks.decomposition import build_decomposition_networks
+from lightning_modules.networks.decomposition_vae import (
+    DECODE_GROUPS,
+    DECOMPOSITION_NETWORKS,
+    OUTPUTS,
+    DecompositionVAE,
+)
 from lightning_modules.schedules import scheduler_config
 
-__all__ = ["DECODE_GROUPS", "DecompositionModule", "decode_plan", "joint_error_px", "joint_speed_px"]
+__all__ = ["DecompositionModule", "decode_plan", "joint_error_px", "joint_speed_px"]
 
-NETWORKS = ("initp_enc", "initp_dec", "movement_enc", "stdp_dec")
 # The networks clipped with `clip_mode=per_network`, each to its own norm (the original's choice).
 CLIPPED_NETWORKS = ("movement_enc", "stdp_dec")
-# The pose decoder's outputs, in the groups the fused forward pass decodes together.
-DECODE_GROUPS = {"recon": ("recon_a", "recon_b"), "cross": ("cross_a", "cross_b")}
-# Which copy's z_init and which copy's z_movement each decoded unit is built from.
-DECODE_CODES = {"recon_a": ("a", "a"), "recon_b": ("b", "b"), "cross_a": ("a", "b"), "cross_b": ("b", "a")}
 
 
 def joint_error_px(pred: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -67,12 +49,6 @@ def joint_speed_px(poses: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -
     return (p[:, 1:] - p[:, :-1]).norm(dim=-1).reshape(p.shape[0], -1).mean(dim=1)
 
 
-def _reparameterise(mean: torch.Tensor, logvar: torch.Tensor, sample: bool) -> torch.Tensor:
-    if not sample:
-        return mean
-    return mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
-
-
 def decode_plan(terms: Mapping[str, object]) -> tuple[str, ...]:
     """The decode groups (keys of `DECODE_GROUPS`) whose outputs the terms declare in `reads`.
 
@@ -83,14 +59,8 @@ def decode_plan(terms: Mapping[str, object]) -> tuple[str, ...]:
     return tuple(g for g, names in DECODE_GROUPS.items() if read & set(names))
 
 
-FRAMES = ("frames", "frames_mean", "frames_logvar", "frames_recon")
-_ENCODED = {code: {f"{k}_{c}" for c in "ab" for k in keys} for code, keys in
-            {"movement": ("movement_mean", "movement_logvar", "z_movement"),
-             "init": ("init_mean", "init_logvar", "z_init")}.items()}
-
-
 class DecompositionModule(pl.LightningModule):
-    """The decomposition VAE's training logic; the networks are plain modules named as in the original.
+    """The decomposition VAE's training system around its model, `self.model` (a `DecompositionVAE`).
 
     `config` is the `decomposition` config block: a `DecompositionConfig`, an OmegaConf node or a
     plain dict (missing keys take the defaults), saved as plain values; `pose_mean` / `pose_std`
@@ -124,8 +94,7 @@ class DecompositionModule(pl.LightningModule):
         extra = needed_networks(self.terms)
         if extra:
             raise D2MError(f"decomposition loss terms ask for networks it does not have: {sorted(extra)}")
-        for name, net in build_decomposition_networks(self.cfg, pose_dim).items():
-            setattr(self, name, net)
+        self.model = DecompositionVAE(self.cfg, self.pose_dim)
         mean = torch.zeros(pose_dim) if pose_mean is None else torch.as_tensor(pose_mean, dtype=torch.float32)
         std = torch.ones(pose_dim) if pose_std is None else torch.as_tensor(pose_std, dtype=torch.float32)
         if mean.shape != (pose_dim,) or std.shape != (pose_dim,):
@@ -134,99 +103,24 @@ class DecompositionModule(pl.LightningModule):
         self.register_buffer("pose_mean", mean, persistent=False)
         self.register_buffer("pose_std", std, persistent=False)
         self.decodes = decode_plan(self.terms)
-        everything = {*FRAMES, *_ENCODED["movement"], *_ENCODED["init"], *DECODE_CODES}
-        self.train_reads = {n for t in self.terms.values() for n in (getattr(t, "reads", None) or everything)}
+        self.train_reads = {n for t in self.terms.values() for n in (getattr(t, "reads", None) or OUTPUTS)}
         self.eval_reads = self.train_reads | {"recon_a"}  # the pixel error reads it whatever the terms
         # Under DDP a network that no enabled term reaches gets no gradient: the strategy must then
         # look for unused parameters (an ablated cell), and need not otherwise (the full model).
-        reached = {n for t in self.terms.values() for n in getattr(t, "trains", NETWORKS)}
-        self.find_unused_parameters = bool(set(NETWORKS) - reached)
+        reached = {n for t in self.terms.values() for n in getattr(t, "trains", DECOMPOSITION_NETWORKS)}
+        self.find_unused_parameters = bool(set(DECOMPOSITION_NETWORKS) - reached)
         self.optimizer_steps_per_batch = 1
         self.test_report: dict = {}
 
-    @property
-    def networks(self) -> nn.ModuleDict:
-        """The four networks by their original names (a view; they are registered as attributes)."""
-        return nn.ModuleDict({name: getattr(self, name) for name in NETWORKS})
-
     def forward(self, batch: Mapping[str, torch.Tensor], wants: Iterable[str] | None = None,
                 sample: bool | None = None, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """The named tensors of `wants` (default: what the training terms read) and what they need.
-
-        Codes are sampled when `sample` (default: in training); `generator` fixes the random frames.
-        """
-        sample = self.training if sample is None else sample
-        wants = set(self.train_reads if wants is None else wants)
-        out: dict[str, torch.Tensor] = {"pose_a": batch["pose_a"], "pose_b": batch["pose_b"]}
-        decodes = tuple(g for g, names in DECODE_GROUPS.items() if wants & set(names))
-        if decodes or wants & _ENCODED["movement"]:
-            self._encode(out, "movement", sample)
-        if decodes or wants & _ENCODED["init"]:
-            self._encode(out, "init", sample)
-        if decodes:
-            self._decode(out, [n for g in decodes for n in DECODE_GROUPS[g]])
-        if wants & set(FRAMES):
-            self._frames(out, sample, generator)
-        return out
-
-    def outputs(self, batch: Mapping[str, torch.Tensor], sample: bool | None = None,
-                generator: torch.Generator | None = None, wants: Iterable[str] | None = None
-                ) -> dict[str, torch.Tensor]:
-        """The forward pass over a batch (see `forward`); `wants` defaults to what training reads."""
-        return self(batch, wants=wants, sample=sample, generator=generator)
-
-    def _encode(self, out: dict, code: str, sample: bool) -> None:
-        """`code` "movement" (the whole unit) or "init" (its first frame) of both copies."""
-        net = self.movement_enc if code == "movement" else self.initp_enc
-
-        def inputs(poses: torch.Tensor) -> torch.Tensor:
-            return poses if code == "movement" else poses[:, 0]
-
-        if self.cfg.fused_pairs:
-            mean, logvar = net(inputs(torch.cat([out["pose_a"], out["pose_b"]], dim=0)))
-            z = _reparameterise(mean, logvar, sample)
-            parts = list(zip(*(t.chunk(2, dim=0) for t in (mean, logvar, z))))
-        else:
-            parts = []
-            for c in ("a", "b"):
-                mean, logvar = net(inputs(out[f"pose_{c}"]))
-                parts.append((mean, logvar, _reparameterise(mean, logvar, sample)))
-        for copy, (m, lv, z) in zip(("a", "b"), parts):
-            out.update({f"{code}_mean_{copy}": m, f"{code}_logvar_{copy}": lv, f"z_{code}_{copy}": z})
-
-    def _decode(self, out: dict, names: list[str]) -> None:
-        """The pose decoder on the codes of each decoded unit in `names`: one call, or one per unit."""
-        length = out["pose_a"].shape[1]
-        if not self.cfg.fused_pairs:
-            for name in names:
-                i, m = DECODE_CODES[name]
-                out[name] = self.stdp_dec(out[f"z_init_{i}"], out[f"z_movement_{m}"], length)
-            return
-        z_init = torch.cat([out[f"z_init_{DECODE_CODES[n][0]}"] for n in names], dim=0)
-        z_movement = torch.cat([out[f"z_movement_{DECODE_CODES[n][1]}"] for n in names], dim=0)
-        out.update(zip(names, self.stdp_dec(z_init, z_movement, length).chunk(len(names), dim=0)))
-
-    def _frames(self, out: dict, sample: bool, generator: torch.Generator | None) -> None:
-        poses = torch.cat([out["pose_a"], out["pose_b"]], dim=0)  # (2N, T, D)
-        n, t, d = poses.shape
-        k = int(self.cfg.initial_pose_frames)
-        idx = torch.randint(0, t, (n, k), generator=generator,
-                            device="cpu" if generator is not None else poses.device).to(poses.device)
-        frames = poses.gather(1, idx.unsqueeze(-1).expand(-1, -1, d)).reshape(n * k, d)
-        mean, logvar = self.initp_enc(frames)
-        out.update(frames=frames, frames_mean=mean, frames_logvar=logvar,
-                   frames_recon=self.initp_dec(_reparameterise(mean, logvar, sample)))
-
-    def reconstruct(self, poses: torch.Tensor) -> torch.Tensor:
-        """Normalised units (N, T, pose_dim) rebuilt from their posterior means (no sampling)."""
-        z_m, _ = self.movement_enc(poses)
-        z_i, _ = self.initp_enc(poses[:, 0])
-        return self.stdp_dec(z_i, z_m, poses.shape[1])
+        """The model's named tensors of `wants` (default: what the training terms read); see `DecompositionVAE`."""
+        return self.model(batch, self.train_reads if wants is None else wants, sample=sample, generator=generator)
 
     # -- training -------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         out = self(batch, sample=True)
-        total, parts = weighted_sum(self.terms, "generator", out, self.networks, int(self.global_step))
+        total, parts = weighted_sum(self.terms, "generator", out, self.model.networks, int(self.global_step))
         n = batch["pose_a"].shape[0]
         for name, value in parts.items():
             self.log(f"train/loss/{name}", value, batch_size=n)
@@ -245,7 +139,7 @@ class DecompositionModule(pl.LightningModule):
         gen = torch.Generator().manual_seed(batch_idx)  # the same random frames at every evaluation
         out = self(batch, wants=self.eval_reads, sample=False, generator=gen)
         n = batch["pose_a"].shape[0]
-        total = sum(float(t.cfg.weight) * t.compute("generator", out, self.networks) for t in self.terms.values())
+        total = sum(float(t.cfg.weight) * t.compute("generator", out, self.model.networks) for t in self.terms.values())
         self.log(f"{stage}/loss", total, batch_size=n, sync_dist=True)
         recon_px = joint_error_px(out["recon_a"], batch["pose_a"], self.pose_mean, self.pose_std)
         self.log(f"{stage}/recon_px", recon_px.mean(), batch_size=n, sync_dist=True)
@@ -290,7 +184,7 @@ class DecompositionModule(pl.LightningModule):
     def configure_optimizers(self):
         """One Adam, one named parameter group per network (the clipping groups of `per_network`)."""
         o = self.cfg.optim
-        groups = [{"params": list(getattr(self, n).parameters()), "network": n} for n in NETWORKS]
+        groups = [{"params": list(getattr(self.model, n).parameters()), "network": n} for n in DECOMPOSITION_NETWORKS]
         opt = torch.optim.Adam(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         schedule = scheduler_config(opt, o)
         return opt if schedule is None else {"optimizer": opt, "lr_scheduler": schedule}
@@ -313,4 +207,4 @@ class DecompositionModule(pl.LightningModule):
             torch.nn.utils.clip_grad_norm_(list(self.parameters()), clip)
             return
         for name in CLIPPED_NETWORKS:
-            torch.nn.utils.clip_grad_norm_(getattr(self, name).parameters(), clip)
+            torch.nn.utils.clip_grad_norm_(getattr(self.model, name).parameters(), clip)

@@ -36,12 +36,12 @@ class StepRecorder(pl.Callback):
         self.optimisers: list[int] = []
 
     def _snapshot(self, module):
-        return {n: [p.detach().clone() for p in getattr(module, n).parameters()] for n in self.names
-                if hasattr(module, n)}
+        return {n: [p.detach().clone() for p in getattr(module.model, n).parameters()] for n in self.names
+                if hasattr(module.model, n)}
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        self.with_grad.append({n for n in self.names if hasattr(pl_module, n)
-                               and any(p.grad is not None for p in getattr(pl_module, n).parameters())})
+        self.with_grad.append({n for n in self.names if hasattr(pl_module.model, n)
+                               and any(p.grad is not None for p in getattr(pl_module.model, n).parameters())})
         self.optimisers.append(id(getattr(optimizer, "optimizer", optimizer)))
         self.snapshots.append(self._snapshot(pl_module))
 

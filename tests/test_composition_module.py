@@ -64,12 +64,12 @@ def fit(module: CompositionModule, steps: int = 2) -> pl.Trainer:
 
 
 def snapshot(module: CompositionModule, names) -> dict[str, torch.Tensor]:
-    return {f"{n}.{k}": v.detach().clone() for n in names for k, v in getattr(module, n).state_dict().items()}
+    return {f"{n}.{k}": v.detach().clone() for n in names for k, v in getattr(module.model, n).state_dict().items()}
 
 
 def changed(before: dict, module: CompositionModule) -> set[str]:
     now = {k: v for n in {k.split(".")[0] for k in before} for k, v in
-           ((f"{n}.{kk}", vv) for kk, vv in getattr(module, n).state_dict().items())}
+           ((f"{n}.{kk}", vv) for kk, vv in getattr(module.model, n).state_dict().items())}
     return {k.split(".")[0] for k, v in before.items() if not torch.equal(v, now[k])}
 
 
@@ -87,8 +87,8 @@ def test_every_combination_of_alignment_terms_trains(switches):
         keys = {k for k in logged if k.startswith(f"train/loss/{term}")}
         assert bool(keys) == on, (term, keys)
         if term in OPTIONAL_NETS:
-            assert module.has_network(OPTIONAL_NETS[term]) == on
-            assert hasattr(module, OPTIONAL_NETS[term]) == on
+            assert module.model.has_network(OPTIONAL_NETS[term]) == on
+            assert hasattr(module.model, OPTIONAL_NETS[term]) == on
     for key in ("train/loss/movement_reconstruction", "train/loss/pose_reconstruction", "val/loss"):
         assert key in logged and torch.isfinite(trainer.callback_metrics[key])
     adversarial = enabled["dance_code_alignment"] or enabled["movement_alignment"]
@@ -104,9 +104,9 @@ def test_disabled_terms_leave_no_parameters_and_compute_nothing():
     previous = count(full)
     for term, net in OPTIONAL_NETS.items():
         ablated = make_module({term: False})
-        assert net not in dict(ablated.named_children())
-        assert not any(k.startswith(f"{net}.") for k in ablated.state_dict())
-        assert count(ablated) == previous - sum(p.numel() for p in getattr(full, net).parameters())
+        assert net not in dict(ablated.model.named_children())
+        assert not any(k.startswith(f"model.{net}.") for k in ablated.state_dict())
+        assert count(ablated) == previous - sum(p.numel() for p in getattr(full.model, net).parameters())
     bare = make_module(dict.fromkeys(ALIGNMENT, False))
     out = bare(make_batch(), sample=True)
     assert not any(k.startswith("music") for k in out)  # the music path costs nothing here
@@ -143,22 +143,22 @@ def test_finetuned_networks_learn_at_a_fraction_of_the_rate():
                    "audstyle_enc": pytest.approx(1e-2), "movement_enc": pytest.approx(scaled),
                    "stdp_dec": pytest.approx(scaled)}
     for group in gen.param_groups:
-        assert {id(p) for p in group["params"]} == {id(p) for p in getattr(module, group["network"]).parameters()}
+        assert {id(p) for p in group["params"]} == {id(p) for p in getattr(module.model, group["network"]).parameters()}
     in_any = {id(p) for o in module.configure_optimizers() for g in o.param_groups for p in g["params"]}
     for frozen in ("style_extractor", "initp_enc", "initp_dec"):
-        assert not any(id(p) in in_any for p in getattr(module, frozen).parameters())
+        assert not any(id(p) in in_any for p in getattr(module.model, frozen).parameters())
 
 
 def test_a_zero_finetune_scale_freezes_the_movement_encoder_and_pose_decoder():
     finetuned = ("movement_enc", "stdp_dec")
     torch.manual_seed(0)
     module = make_module(composition={"finetune_lr_scale": 0.0})
-    assert not any(p.requires_grad for n in finetuned for p in getattr(module, n).parameters())
+    assert not any(p.requires_grad for n in finetuned for p in getattr(module.model, n).parameters())
     # the same model with those weights still asking for gradients: the other networks' updates must not change
     torch.manual_seed(0)
     reference = make_module(composition={"finetune_lr_scale": 0.0})
     for n in finetuned:
-        getattr(reference, n).requires_grad_(True)
+        getattr(reference.model, n).requires_grad_(True)
     watched = (*finetuned, "dance_enc", "dance_dec")
     before = snapshot(module, watched)
     batch = make_batch()
@@ -167,17 +167,17 @@ def test_a_zero_finetune_scale_freezes_the_movement_encoder_and_pose_decoder():
         assert [g["network"] for g in opts["generator"].param_groups] == ["dance_enc", "dance_dec", "audstyle_enc"]
         torch.manual_seed(1)
         fit_steps(m, batch)
-    assert all(p.grad is None for n in finetuned for p in getattr(module, n).parameters())
-    assert all(p.grad is not None for p in reference.stdp_dec.parameters())
+    assert all(p.grad is None for n in finetuned for p in getattr(module.model, n).parameters())
+    assert all(p.grad is not None for p in reference.model.stdp_dec.parameters())
     # a frozen movement encoder runs without a graph: no gradient even where its weights would accept one
-    assert all(p.grad is None for p in reference.movement_enc.parameters())
+    assert all(p.grad is None for p in reference.model.movement_enc.parameters())
     assert changed(before, module) == {"dance_enc", "dance_dec"}  # the pose loss still reaches dance_dec
     for name, value in reference.state_dict().items():
         torch.testing.assert_close(module.state_dict()[name], value, msg=name)
 
     before = snapshot(module, finetuned)
     fit(module, steps=2)
-    assert all(p.grad is None and not p.requires_grad for n in finetuned for p in getattr(module, n).parameters())
+    assert all(p.grad is None and not p.requires_grad for n in finetuned for p in getattr(module.model, n).parameters())
     assert changed(before, module) == set()
 
 
@@ -186,19 +186,19 @@ def test_frozen_style_extractor_gets_no_gradient_and_stays_in_eval_mode():
     before = snapshot(module, ("style_extractor",))
     fit(module, steps=2)
     module.train()
-    assert not module.style_extractor.training
-    assert all(p.grad is None and not p.requires_grad for p in module.style_extractor.parameters())
+    assert not module.model.style_extractor.training
+    assert all(p.grad is None and not p.requires_grad for p in module.model.style_extractor.parameters())
     assert changed(before, module) == set()
 
 
 def test_style_feature_reads_all_the_music_under_the_sequence():
     module = make_module()
     batch = make_batch(2)
-    out = module.outputs(batch, sample=False)
-    expected = module.style_extractor.style_feature(batch["features"])
+    out = module(batch, sample=False)
+    expected = module.model.style_extractor.style_feature(batch["features"])
     torch.testing.assert_close(out["style"], expected)
     cut = dict(batch, features=batch["features"][:, :30])
-    assert not torch.allclose(module.outputs(cut, sample=False)["style"], expected)
+    assert not torch.allclose(module(cut, sample=False)["style"], expected)
 
 
 def test_wrong_sequence_length_is_a_clear_error():
@@ -206,7 +206,7 @@ def test_wrong_sequence_length_is_a_clear_error():
     batch = make_batch()
     batch["poses"] = batch["poses"][:, :2]
     with pytest.raises(D2MError, match="sequences of 3 units"):
-        module.outputs(batch)["dance_mean"]
+        module(batch)["dance_mean"]
 
 
 def test_load_upstream_copies_trained_weights(tmp_path):
@@ -220,10 +220,10 @@ def test_load_upstream_copies_trained_weights(tmp_path):
     module = make_module()
     module.load_upstream(tmp_path / "style.ckpt", tmp_path / "decomposition.ckpt")
     for k, v in style.net.state_dict().items():
-        assert torch.equal(module.style_extractor.state_dict()[k], v)
+        assert torch.equal(module.model.style_extractor.state_dict()[k], v)
     for name in ("initp_enc", "initp_dec", "movement_enc", "stdp_dec"):
-        for k, v in getattr(decomposition, name).state_dict().items():
-            assert torch.equal(getattr(module, name).state_dict()[k], v)
+        for k, v in getattr(decomposition.model, name).state_dict().items():
+            assert torch.equal(getattr(module.model, name).state_dict()[k], v)
     wider = DecompositionModule({**TINY["decomposition"], "hidden": 24}, pose_dim=P)
     torch.save({"state_dict": wider.state_dict()}, tmp_path / "wider.ckpt")
     with pytest.raises(D2MError, match="does not fit"):
@@ -236,12 +236,12 @@ def test_checkpoint_round_trip_generates_the_same_dance(tmp_path):
     path = tmp_path / "composition.ckpt"
     trainer.save_checkpoint(path)
     again = CompositionModule.load_from_checkpoint(path, map_location="cpu")
-    assert not again.has_network("dance_reg") and again.has_network("zdance_dis")
+    assert not again.model.has_network("dance_reg") and again.model.has_network("zdance_dis")
     assert again.hparams.feature_spec == {"fps": 15}
-    torch.testing.assert_close(again.pose_std, module.pose_std)
+    torch.testing.assert_close(again.model.pose_std, module.model.pose_std)
     features = torch.randn(150, F)
-    a = generate_dance(module, features, samples=2, generator=torch.Generator().manual_seed(3))
-    b = generate_dance(again, features, samples=2, generator=torch.Generator().manual_seed(3))
+    a = generate_dance(module.model, features, samples=2, generator=torch.Generator().manual_seed(3))
+    b = generate_dance(again.model, features, samples=2, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
 
 
@@ -257,6 +257,6 @@ def test_config_blocks_may_be_dataclasses_and_are_saved_as_plain_values():
     saved = module.hparams
     assert all(type(saved[k]) is dict for k in blocks)
     assert saved["style_config"]["layers"] == 2 and saved["style_config"]["window"] == 150  # the arch's sizes
-    assert module.style_extractor.recurrent.num_layers == 2
+    assert module.model.style_extractor.recurrent.num_layers == 2
     assert module.cfg == CompositionModule(saved["config"], saved["decomposition_config"], saved["style_config"],
                                            feature_dim=F, class_names=["ballet", "hiphop", "zumba"]).cfg

@@ -129,7 +129,8 @@ def test_module_state_dict_uses_the_original_stage2_names():
     with torch.device("meta"):
         module = CompositionModule(CompositionConfig(), DecompositionConfig(), StyleExtractorConfig(),
                                    class_names=["zumba", "ballet", "hiphop"])
-    state = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    assert all(k.startswith("model.") for k in module.state_dict())  # the system's one model
+    state = {k: tuple(v.shape) for k, v in module.model.state_dict().items()}
     for name, expected in PAPER.items():
         assert {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(f"{name}.")} == expected, name
     assert {k.split(".")[0] for k in state} == {*PAPER, "movement_enc", "stdp_dec", "initp_enc", "initp_dec",

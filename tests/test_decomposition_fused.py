@@ -42,7 +42,7 @@ def fixed_noise(mean: torch.Tensor, **kwargs) -> torch.Tensor:
 
 def reference(module: DecompositionModule, batch, sample: bool, seed: int):
     """Each copy through each encoder on its own, each decoded unit on its own, the terms by hand."""
-    nets = module.networks
+    nets = module.model.networks
 
     def code(mean, logvar):
         return mean + fixed_noise(mean) * torch.exp(0.5 * logvar) if sample else mean
@@ -94,11 +94,11 @@ def test_fused_outputs_and_gradients_equal_the_per_copy_computation(off, sample,
     assert module.cfg.fused_pairs  # the default layout
     batch = make_batch()
     calls: dict[str, list[int]] = {"movement_enc": [], "initp_enc": [], "stdp_dec": []}
-    hooks = [getattr(module, name).register_forward_hook(lambda m, args, y, name=name: calls[name].append(
+    hooks = [getattr(module.model, name).register_forward_hook(lambda m, args, y, name=name: calls[name].append(
         args[0].shape[0])) for name in calls]
     try:
-        out = module.outputs(batch, sample=sample, generator=torch.Generator().manual_seed(7))
-        total, parts = weighted_sum(module.terms, "generator", out, module.networks, 0)
+        out = module(batch, sample=sample, generator=torch.Generator().manual_seed(7))
+        total, parts = weighted_sum(module.terms, "generator", out, module.model.networks, 0)
     finally:
         for h in hooks:
             h.remove()
@@ -131,8 +131,8 @@ def test_fused_and_per_copy_layouts_of_the_module_agree(off, monkeypatch):
     batch = make_batch()
     results = []
     for module in (fused, plain):
-        out = module.outputs(batch, sample=True, generator=torch.Generator().manual_seed(2))
-        total, _ = weighted_sum(module.terms, "generator", out, module.networks, 0)
+        out = module(batch, sample=True, generator=torch.Generator().manual_seed(2))
+        total, _ = weighted_sum(module.terms, "generator", out, module.model.networks, 0)
         results.append((total, out, gradients(module, total)))
     (total, out, grads), (ref_total, ref_out, ref_grads) = results
     torch.testing.assert_close(total, ref_total)
@@ -149,7 +149,7 @@ def test_the_forward_pass_decodes_what_is_asked_in_one_call():
     assert decode_plan(module.terms) == ("cross",) and make_module().decodes == ("recon", "cross")
     batch = make_batch()
     sizes = []
-    hook = module.stdp_dec.register_forward_hook(lambda m, args, y: sizes.append(args[0].shape[0]))
+    hook = module.model.stdp_dec.register_forward_hook(lambda m, args, y: sizes.append(args[0].shape[0]))
     try:
         train = module(batch, sample=False)  # what the terms read: the cross group only
         assert "recon_a" not in train and {"cross_a", "cross_b"} <= set(train)
@@ -165,11 +165,11 @@ def test_the_forward_pass_decodes_what_is_asked_in_one_call():
 def test_per_copy_layout_calls_each_network_once_per_copy_and_decode():
     module = make_module(fused_pairs=False)
     counts = {"movement_enc": 0, "stdp_dec": 0}
-    hooks = [getattr(module, name).register_forward_hook(
+    hooks = [getattr(module.model, name).register_forward_hook(
         lambda m, args, y, name=name: counts.__setitem__(name, counts[name] + 1)) for name in counts]
     try:
-        out = module.outputs(make_batch(), sample=True)
-        weighted_sum(module.terms, "generator", out, module.networks, 0)
+        out = module(make_batch(), sample=True)
+        weighted_sum(module.terms, "generator", out, module.model.networks, 0)
     finally:
         for h in hooks:
             h.remove()

@@ -93,9 +93,9 @@ def test_each_term_switched_off_still_trains_and_is_neither_logged_nor_computed(
 
     # the shared forward pass computes only what the enabled terms read
     data = Units(4)
-    out = module.outputs({"pose_a": data.a, "pose_b": data.b}, sample=True)
+    out = module({"pose_a": data.a, "pose_b": data.b}, sample=True)
     for t in module.terms.values():
-        t.compute("generator", out, module.networks)
+        t.compute("generator", out, module.model.networks)
     for term, products in OWN_PRODUCTS.items():
         if term == off:
             assert not (products & set(out))
@@ -132,11 +132,11 @@ def test_cross_reconstruction_decodes_one_copys_initial_pose_with_the_other_copy
     data = Units(6)
     batch = {"pose_a": data.a, "pose_b": torch.flip(data.a, dims=[0])}  # two different units
     calls = []
-    dec = module.stdp_dec
+    dec = module.model.stdp_dec
     hook = dec.register_forward_hook(lambda m, args, y: calls.append((args[0], args[1])))
     try:
-        out = module.outputs(batch, sample=False)
-        cross_value = module.terms["cross_reconstruction"].compute("generator", out, module.networks)
+        out = module(batch, sample=False)
+        cross_value = module.terms["cross_reconstruction"].compute("generator", out, module.model.networks)
     finally:
         hook.remove()
     # per copy: one call per decoded unit (recon_a, recon_b, cross_a, cross_b); fused: one call for both groups
@@ -149,7 +149,7 @@ def test_cross_reconstruction_decodes_one_copys_initial_pose_with_the_other_copy
     expected = 0.5 * ((dec(out["init_mean_a"], out["movement_mean_b"]) - batch["pose_a"]).abs().mean()
                       + (dec(out["init_mean_b"], out["movement_mean_a"]) - batch["pose_b"]).abs().mean())
     torch.testing.assert_close(cross_value, expected)
-    own = module.terms["pose_reconstruction"].compute("generator", out, module.networks)
+    own = module.terms["pose_reconstruction"].compute("generator", out, module.model.networks)
     assert not torch.allclose(cross_value, own)  # would be equal if the codes were not swapped
 
 
@@ -230,7 +230,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
     poses = Units(4).a
     module.eval()
     loaded.eval()
-    torch.testing.assert_close(loaded.reconstruct(poses), module.reconstruct(poses), rtol=0, atol=0)
+    torch.testing.assert_close(loaded.model.reconstruct(poses), module.model.reconstruct(poses), rtol=0, atol=0)
     for name in ("initp_enc", "initp_dec", "movement_enc", "stdp_dec"):
-        a, b = getattr(module, name).state_dict(), getattr(loaded, name).state_dict()
+        a, b = getattr(module.model, name).state_dict(), getattr(loaded.model, name).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)

@@ -152,11 +152,11 @@ def test_evaluate_composition_runs_an_untrained_tiny_model(tiny_dataset, cache):
         feature_mean=view.feature_mean.tolist(), feature_std=view.feature_std.tolist(),
     )
     cfg = dataclasses.replace(CFG, max_clips=2)
-    got = evaluate_composition(module, tiny_dataset, cfg, cache, seed=0)
+    got = evaluate_composition(module.model, tiny_dataset, cfg, cache, seed=0)
     assert got["n_dances"] == 2 * cfg.samples_per_clip
     assert math.isfinite(got["fid_kinetic"]) and math.isfinite(got["beat_align"])
     assert math.isfinite(got["seam_ratio"]) and got["seam_ratio"] > 0
-    assert got == pytest.approx(evaluate_composition(module, tiny_dataset, cfg, cache, seed=0), nan_ok=True)
+    assert got == pytest.approx(evaluate_composition(module.model, tiny_dataset, cfg, cache, seed=0), nan_ok=True)
 
 
 def test_clip_shorter_than_a_unit_is_skipped_and_counted(tiny_dataset, cache, tmp_path):

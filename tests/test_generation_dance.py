@@ -8,23 +8,24 @@ from common.errors import D2MError
 from evaluation.generation import generate_dance, kinematic_beats, motion_px, warp_to_beats
 from experiments.presets import PRESETS
 from lightning_modules.composition_module import CompositionModule
+from lightning_modules.networks.composition_gan import CompositionGAN
 
 TINY = PRESETS["tiny"]
 F, P = 28, 28
 
 
 @pytest.fixture(scope="module")
-def module() -> CompositionModule:
+def model() -> CompositionGAN:
     torch.manual_seed(0)
     m = CompositionModule(TINY["composition"], TINY["decomposition"], TINY["style"], feature_dim=F,
                           class_names=["ballet", "hiphop", "zumba"], pose_mean=[100.0] * P,
                           pose_std=[20.0] * P)
-    return m.eval()
+    return m.model.eval()
 
 
 @pytest.mark.parametrize("frames", [1, 31, 32, 95, 96, 97, 250])
-def test_dance_has_one_pose_per_music_frame(module, frames):
-    dance = generate_dance(module, torch.randn(frames, F), generator=torch.Generator().manual_seed(0))
+def test_dance_has_one_pose_per_music_frame(model, frames):
+    dance = generate_dance(model, torch.randn(frames, F), generator=torch.Generator().manual_seed(0))
     assert dance.shape == (1, frames, P)
     assert torch.isfinite(dance).all()
 
@@ -42,11 +43,11 @@ def _spy(monkeypatch, net) -> list[tuple]:
     return calls
 
 
-def test_samples_for_one_music_differ_and_a_seed_repeats(module, monkeypatch):
+def test_samples_for_one_music_differ_and_a_seed_repeats(model, monkeypatch):
     music = torch.randn(200, F)
-    a = generate_dance(module, music, samples=3, generator=torch.Generator().manual_seed(1))
-    calls = _spy(monkeypatch, module.stdp_dec)
-    b = generate_dance(module, music, samples=3, generator=torch.Generator().manual_seed(1))
+    a = generate_dance(model, music, samples=3, generator=torch.Generator().manual_seed(1))
+    calls = _spy(monkeypatch, model.stdp_dec)
+    b = generate_dance(model, music, samples=3, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
     for i in range(3):
         for j in range(i + 1, 3):
@@ -56,18 +57,18 @@ def test_samples_for_one_music_differ_and_a_seed_repeats(module, monkeypatch):
     torch.testing.assert_close(z_init, z_init[:1].expand(3, -1))
 
 
-def test_given_initial_pose_starts_the_dance(module, monkeypatch):
+def test_given_initial_pose_starts_the_dance(model, monkeypatch):
     init = torch.randn(P)
-    calls = _spy(monkeypatch, module.stdp_dec)
-    generate_dance(module, torch.randn(64, F), samples=2, init_pose=init,
+    calls = _spy(monkeypatch, model.stdp_dec)
+    generate_dance(model, torch.randn(64, F), samples=2, init_pose=init,
                    generator=torch.Generator().manual_seed(0))
-    expected, _ = module.initp_enc(init[None])
+    expected, _ = model.initp_enc(init[None])
     torch.testing.assert_close(calls[0][0], expected.expand(2, -1))
 
 
-def test_units_chain_from_the_last_pose_of_the_unit_before(module, monkeypatch):
-    calls = _spy(monkeypatch, module.initp_enc)
-    dance = generate_dance(module, torch.randn(96, F), generator=torch.Generator().manual_seed(0),
+def test_units_chain_from_the_last_pose_of_the_unit_before(model, monkeypatch):
+    calls = _spy(monkeypatch, model.initp_enc)
+    dance = generate_dance(model, torch.randn(96, F), generator=torch.Generator().manual_seed(0),
                            motion_threshold=0.0)
     seen = [c[0] for c in calls]
     # first call: the drawn initial pose; then the last pose of each of the three units
@@ -76,41 +77,41 @@ def test_units_chain_from_the_last_pose_of_the_unit_before(module, monkeypatch):
     torch.testing.assert_close(seen[2], dance[:, 63])
 
 
-def test_still_units_are_redrawn_a_bounded_number_of_times(module, monkeypatch):
+def test_still_units_are_redrawn_a_bounded_number_of_times(model, monkeypatch):
     calls = {"n": 0}
-    original = module.stdp_dec.forward
+    original = model.stdp_dec.forward
 
     def counting(*args, **kwargs):
         calls["n"] += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(module.stdp_dec, "forward", counting)
+    monkeypatch.setattr(model.stdp_dec, "forward", counting)
     music = torch.randn(64, F)  # two units
-    generate_dance(module, music, generator=torch.Generator().manual_seed(0), motion_threshold=0.0)
+    generate_dance(model, music, generator=torch.Generator().manual_seed(0), motion_threshold=0.0)
     assert calls["n"] == 2
     calls["n"] = 0
-    dance = generate_dance(module, music, generator=torch.Generator().manual_seed(0), motion_threshold=1e9,
+    dance = generate_dance(model, music, generator=torch.Generator().manual_seed(0), motion_threshold=1e9,
                            max_retries=3)
     assert calls["n"] == 2 * (1 + 3)
     assert dance.shape == (1, 64, P)
 
 
-def test_redraws_keep_the_most_moving_attempt(module):
+def test_redraws_keep_the_most_moving_attempt(model):
     music = torch.randn(32, F)
-    plain = generate_dance(module, music, samples=4, generator=torch.Generator().manual_seed(5),
+    plain = generate_dance(model, music, samples=4, generator=torch.Generator().manual_seed(5),
                            motion_threshold=0.0)
-    redrawn = generate_dance(module, music, samples=4, generator=torch.Generator().manual_seed(5),
+    redrawn = generate_dance(model, music, samples=4, generator=torch.Generator().manual_seed(5),
                              motion_threshold=1e9, max_retries=4)
-    assert (motion_px(redrawn, module.pose_std) >= motion_px(plain, module.pose_std) - 1e-6).all()
+    assert (motion_px(redrawn, model.pose_std) >= motion_px(plain, model.pose_std) - 1e-6).all()
 
 
-def test_bad_inputs_are_clear_errors(module):
+def test_bad_inputs_are_clear_errors(model):
     with pytest.raises(D2MError, match="empty"):
-        generate_dance(module, torch.zeros(0, F))
+        generate_dance(model, torch.zeros(0, F))
     with pytest.raises(D2MError, match="features per frame"):
-        generate_dance(module, torch.randn(40, F + 1))
+        generate_dance(model, torch.randn(40, F + 1))
     with pytest.raises(D2MError, match="init_pose"):
-        generate_dance(module, torch.randn(40, F), init_pose=torch.zeros(5))
+        generate_dance(model, torch.randn(40, F), init_pose=torch.zeros(5))
 
 
 def _stopping_dance(n: int, stops_every: int = 8, first_stop: int = 3) -> np.ndarray:

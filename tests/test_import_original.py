@@ -275,7 +275,7 @@ def test_hyper_parameters_carry_class_order_features_and_stats(imported, modules
     assert comp.hparams.feature_spec["kind"] == "mfcc_energy_delta"
     assert comp.hparams.feature_spec["sample_rate"] == 22050
     for key in ("pose_mean", "pose_std", "feature_mean", "feature_std"):
-        np.testing.assert_allclose(getattr(comp, key).numpy(), imported.stats[key], rtol=1e-6)
+        np.testing.assert_allclose(getattr(comp.model, key).numpy(), imported.stats[key], rtol=1e-6)
     np.testing.assert_allclose(modules.decomposition.pose_std.numpy(), imported.stats["pose_std"], rtol=1e-6)
 
 
@@ -287,7 +287,7 @@ def test_style_extractor_matches_reference(imported, modules):
     sd = imported.states["aud_3cls"]
     features = _randn(B, W, 28, gen=imported.gen)
     want_style, want_logits = ref_style(sd, features)
-    for extractor in (modules.style.net, modules.composition.style_extractor):
+    for extractor in (modules.style.net, modules.composition.model.style_extractor):
         torch.testing.assert_close(extractor.style_feature(features), want_style, **CLOSE)
         torch.testing.assert_close(extractor(features), want_logits, **CLOSE)
 
@@ -315,19 +315,20 @@ def _check_decomposition_networks(owner, states, movement_key, decoder_key, gen)
 
 @torch.no_grad()
 def test_decomposition_networks_match_reference(imported, modules):
-    _check_decomposition_networks(modules.decomposition, imported.states, "movement_enc", "stdp_dec", imported.gen)
+    _check_decomposition_networks(modules.decomposition.model, imported.states, "movement_enc", "stdp_dec",
+                                  imported.gen)
 
 
 @torch.no_grad()
 def test_composition_holds_stage1_pose_vae_and_stage2_finetuned_networks(imported, modules):
     """Initial-pose networks from Stage1.ckpt; movement encoder and pose decoder as fine-tuned in Stage2.ckpt."""
-    _check_decomposition_networks(modules.composition, imported.states, "stage2_movement_enc", "stage2_stdp_dec",
+    _check_decomposition_networks(modules.composition.model, imported.states, "stage2_movement_enc", "stage2_stdp_dec",
                                   imported.gen)
 
 
 @torch.no_grad()
 def test_dance_encoder_and_decoder_match_reference(imported, modules):
-    comp, states, gen = modules.composition, imported.states, imported.gen
+    comp, states, gen = modules.composition.model, imported.states, imported.gen
     from lightning_modules.networks.composition import join_codes
 
     mean_rows, logvar_rows = _randn(B * L, 512, gen=gen), _randn(B * L, 512, gen=gen)
@@ -346,7 +347,7 @@ def test_dance_encoder_and_decoder_match_reference(imported, modules):
 
 @torch.no_grad()
 def test_music_encoder_and_style_regressor_match_reference(imported, modules):
-    comp, states, gen = modules.composition, imported.states, imported.gen
+    comp, states, gen = modules.composition.model, imported.states, imported.gen
     style, noise = _randn(B, 30, gen=gen), _randn(B, 30, gen=gen)
     want = ref_audstyle_enc(states["audstyle_enc"], style, noise)
     got = comp.audstyle_enc(style, noise)
@@ -359,7 +360,7 @@ def test_music_encoder_and_style_regressor_match_reference(imported, modules):
 
 @torch.no_grad()
 def test_discriminators_match_reference(imported, modules):
-    comp, states, gen = modules.composition, imported.states, imported.gen
+    comp, states, gen = modules.composition.model, imported.states, imported.gen
     from lightning_modules.networks.composition import flatten_codes
 
     audio = _randn(B, 28, gen=gen)
@@ -377,7 +378,7 @@ def test_composition_forward_pass_matches_reference(imported, modules):
     """The module's own forward pass (codes at their means) chains the networks as the original does."""
     comp, states, gen = modules.composition, imported.states, imported.gen
     poses, features = _randn(B, L, T, 28, gen=gen), _randn(B, L * T, 28, gen=gen)
-    out = comp.outputs({"poses": poses, "features": features}, sample=False)
+    out = comp({"poses": poses, "features": features}, sample=False)
     assert comp.cfg.style_frames == 30
 
     units = poses.reshape(B * L, T, 28)
@@ -407,7 +408,7 @@ def test_without_dataset_the_normalisation_is_the_identity_and_says_so(placehold
     assert note["normalisation"]["kind"] == "identity" and "mean 0, std 1" in note["normalisation"]["note"]
     comp = CompositionModule.load_from_checkpoint(str(run.checkpoint("composition")), map_location="cpu",
                                                   weights_only=True)
-    assert torch.equal(comp.pose_mean, torch.zeros(28)) and torch.equal(comp.feature_std, torch.ones(28))
+    assert torch.equal(comp.model.pose_mean, torch.zeros(28)) and torch.equal(comp.model.feature_std, torch.ones(28))
 
 
 # --- the commands that consume a run directory accept an imported one --------------------------------------

@@ -91,16 +91,16 @@ def pose_pair(seed: int = 1) -> dict[str, torch.Tensor]:
 
 def test_decomposition_terms_equal_the_original_formulas(decomposition):
     m = decomposition
-    assert m.movement_enc.hidden == 1024 and m.movement_enc.mean[0].out_features == 512  # paper widths
+    assert m.model.movement_enc.hidden == 1024 and m.model.movement_enc.mean[0].out_features == 512  # paper widths
     batch = pose_pair()
     torch.manual_seed(2)
-    out = m.outputs(batch, sample=True)
-    got = {name: t.compute("generator", out, m.networks) for name, t in m.terms.items()}
+    out = m(batch, sample=True)
+    got = {name: t.compute("generator", out, m.model.networks) for name, t in m.terms.items()}
     a, b = batch["pose_a"], batch["pose_b"]
     z_init = {c: out[f"z_init_{c}"] for c in "ab"}
     z_move = {c: out[f"z_movement_{c}"] for c in "ab"}
     assert not torch.allclose(z_move["a"], out["movement_mean_a"])  # sampled codes, not the means
-    dec = m.stdp_dec
+    dec = m.model.stdp_dec
     want = {
         "pose_reconstruction": l1(dec(z_init["a"], z_move["a"], T), a) + l1(dec(z_init["b"], z_move["b"], T), b),
         "cross_reconstruction": l1(dec(z_init["a"], z_move["b"], T), a) + l1(dec(z_init["b"], z_move["a"], T), b),
@@ -115,7 +115,7 @@ def test_decomposition_terms_equal_the_original_formulas(decomposition):
         torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-6, msg=name)
     # the weighted sum at an iteration of the KL ramp: 0.01 / (1 + exp(-0.0005 (it - 15000)))
     it = 20000
-    total, _ = weighted_sum(m.terms, "generator", out, m.networks, it)
+    total, _ = weighted_sum(m.terms, "generator", out, m.model.networks, it)
     ramp = 0.01 / (1 + torch.exp(torch.tensor(-0.0005 * (it - 15000.0))))
     expected = sum(want[n] for n in want if n != "kl") + ramp * want["kl"]
     torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-6)
@@ -131,10 +131,10 @@ def test_decomposition_optimiser_and_clipping_groups(decomposition):
     g = torch.Generator().manual_seed(3)
     for p in m.parameters():
         p.grad = 10.0 * torch.randn(p.shape, generator=g)
-    before = {n: torch.cat([p.grad.flatten() for p in getattr(m, n).parameters()]).norm() for n in
+    before = {n: torch.cat([p.grad.flatten() for p in getattr(m.model, n).parameters()]).norm() for n in
               ("initp_enc", "initp_dec", "movement_enc", "stdp_dec")}
     m.clip_step_gradients()
-    after = {n: torch.cat([p.grad.flatten() for p in getattr(m, n).parameters()]).norm() for n in before}
+    after = {n: torch.cat([p.grad.flatten() for p in getattr(m.model, n).parameters()]).norm() for n in before}
     # clip_grad_norm_(net, 0.5) on the movement encoder and the pose decoder, each on its own
     assert float(after["movement_enc"]) == pytest.approx(0.5, rel=1e-3)
     assert float(after["stdp_dec"]) == pytest.approx(0.5, rel=1e-3)
@@ -160,15 +160,15 @@ def sequences(seed: int = 4) -> dict[str, torch.Tensor]:
 
 def test_composition_terms_equal_the_original_formulas(composition):
     m = composition
-    assert m.dance_enc.recurrent.hidden_size == 1024 and m.dance_enc.mean[0].out_features == 512
+    assert m.model.dance_enc.recurrent.hidden_size == 1024 and m.model.dance_enc.mean[0].out_features == 512
     batch = sequences()
     torch.manual_seed(5)
-    out = m.outputs(batch, sample=True)
+    out = m(batch, sample=True)
     units = batch["poses"].reshape(B * L, T, P)
     with torch.no_grad():
-        movement_mean, movement_logvar = m.movement_enc(units)
-        style = m.style_extractor.style_feature(batch["features"][:, :30])  # the first 2 s of the music
-        z_init, _ = m.initp_enc(units[:, 0])
+        movement_mean, movement_logvar = m.model.movement_enc(units)
+        style = m.model.style_extractor.style_feature(batch["features"][:, :30])  # the first 2 s of the music
+        z_init, _ = m.model.initp_enc(units[:, 0])
     audio = batch["features"].mean(dim=1)
     torch.testing.assert_close(out["style"], style)
     assert not out["movement_mean"].requires_grad  # the frozen movement encoder's codes are detached
@@ -180,38 +180,38 @@ def test_composition_terms_equal_the_original_formulas(composition):
     fake_z = torch.cat([out["music_mean"], out["music_logvar"]], 1)
     real_m = codes(out["dance_movement_mean"], out["dance_movement_logvar"])
     fake_m = codes(out["music_movement_mean"], out["music_movement_logvar"])
-    zd, md, reg = m.zdance_dis, m.danceAud_dis, m.dance_reg
+    zd, md, reg = m.model.zdance_dis, m.model.danceAud_dis, m.model.dance_reg
     generator = {
         "kl": kl_original(out["dance_mean"], out["dance_logvar"])
         + kl_original(out["dance_movement_mean"], out["dance_movement_logvar"]),
         "movement_reconstruction": l1(out["dance_movement_mean"], movement_mean)
         + l1(out["dance_movement_logvar"], movement_logvar),
-        "pose_reconstruction": l1(m.stdp_dec(z_init, out["dance_movement_z"], T), units),
+        "pose_reconstruction": l1(m.model.stdp_dec(z_init, out["dance_movement_z"], T), units),
         "dance_code_alignment_generator": bce(zd(fake_z, audio), 1.0),
         "movement_alignment_generator": bce(md(fake_m, audio), 1.0),
     }
     weights = {"kl": 0.01, "movement_reconstruction": 1.0, "pose_reconstruction": 10.0,
                "dance_code_alignment_generator": 1.0, "movement_alignment_generator": 1.0}
-    total, parts = weighted_sum(m.terms, "generator", out, m.networks, 0)
+    total, parts = weighted_sum(m.terms, "generator", out, m.model.networks, 0)
     assert set(parts) == set(generator)  # the style loss is not in the generator step, the music KL nowhere
     for name, value in generator.items():
         torch.testing.assert_close(parts[name], value.detach(), rtol=1e-5, atol=1e-6, msg=name)
     torch.testing.assert_close(total, sum(weights[n] * v for n, v in generator.items()), rtol=1e-5, atol=1e-6)
 
     dis = {k: v.detach() for k, v in out.items()}
-    _, parts = weighted_sum(m.terms, "discriminator", dis, m.networks, 0)
+    _, parts = weighted_sum(m.terms, "discriminator", dis, m.model.networks, 0)
     want = {"dance_code_alignment_discriminator": bce(zd(real_z, audio), 1.0) + bce(zd(fake_z, audio), 0.0),
             "movement_alignment_discriminator": bce(md(real_m, audio), 1.0) + bce(md(fake_m, audio), 0.0)}
     assert set(parts) == set(want)
     for name, value in want.items():
         torch.testing.assert_close(parts[name], value.detach(), rtol=1e-5, atol=1e-6, msg=name)
 
-    _, parts = weighted_sum(m.terms, "regressor", out, m.networks, 0)
+    _, parts = weighted_sum(m.terms, "regressor", out, m.model.networks, 0)
     want = F.mse_loss(reg(out["dance_z"]), style) + F.mse_loss(reg(out["music_z"]), style)
     torch.testing.assert_close(parts["style_alignment"], want.detach(), rtol=1e-5, atol=1e-6)
 
     music_kl = build_terms("composition", {"music_kl": LossTermConfig(weight=0.01)}, m.cfg)["music_kl"]
-    torch.testing.assert_close(music_kl.compute("generator", out, m.networks),
+    torch.testing.assert_close(music_kl.compute("generator", out, m.model.networks),
                                kl_original(out["music_mean"], out["music_logvar"])
                                + kl_original(out["music_movement_mean"], out["music_movement_logvar"]))
 
@@ -232,10 +232,10 @@ def test_composition_optimisers_learning_rates_and_clipping_groups(composition):
         assert got == pytest.approx(nets), step
         assert all(g["betas"] == (0.9, 0.999) for g in opt.param_groups)
         for group in opt.param_groups:
-            assert {id(p) for p in group["params"]} == {id(p) for p in getattr(m, group["network"]).parameters()}
+            assert {id(p) for p in group["params"]} == {id(p) for p in getattr(m.model, group["network"]).parameters()}
     trained = {id(p) for o in opts.values() for g in o.param_groups for p in g["params"]}
     for frozen in ("movement_enc", "initp_enc", "initp_dec", "style_extractor"):
-        assert not any(id(p) in trained or p.requires_grad for p in getattr(m, frozen).parameters()), frozen
+        assert not any(id(p) in trained or p.requires_grad for p in getattr(m.model, frozen).parameters()), frozen
 
     # per-network clipping: every group (one network) to its own norm of 0.5
     opt = opts["generator"]
@@ -266,4 +266,4 @@ def test_each_step_moves_only_its_own_networks_and_the_movement_encoder_never(pa
     steps = [{"danceAud_dis", "zdance_dis"}, generators, {"dance_reg", "dance_enc", "audstyle_enc"}]
     assert recorder.moved() == steps
     assert recorder.with_grad == steps
-    assert all(p.grad is None for p in m.movement_enc.parameters())  # its backward never ran
+    assert all(p.grad is None for p in m.model.movement_enc.parameters())  # its backward never ran
