@@ -96,10 +96,29 @@ def stage_section(cfg: DictConfig, name: str) -> dict[str, Any]:
     return out
 
 
+@cache
+def stage_formats(name: str) -> dict[str, int]:
+    """The checkpoint layouts of the classes a stage builds that declare one (`CHECKPOINT_FORMAT`).
+
+    A class bumps its number when its checkpoints stop loading into the code (a network moved, a
+    parameter renamed), so a stage trained by older code gets a new key and is trained again instead
+    of failing to load, or loading into the wrong place.
+    """
+    formats = {}
+    for path in _stage(name).builds:
+        module, _, cls = path.partition(":")
+        number = getattr(getattr(importlib.import_module(module), cls), "CHECKPOINT_FORMAT", None)
+        if number is not None:
+            formats[cls] = int(number)
+    return formats
+
+
 def stage_spec(cfg: DictConfig, name: str) -> dict[str, Any]:
-    """What the stage key hashes: the stage's name, its section and its upstream stages' keys."""
+    """What the stage key hashes: the stage's name, its section, its checkpoint formats and its upstream keys."""
     upstream = {up: stage_key(cfg, up) for up in _stage(name).needs}
-    return {"stage": name, **stage_section(cfg, name), "upstream": upstream}
+    formats = stage_formats(name)
+    return {"stage": name, **stage_section(cfg, name), **({"formats": formats} if formats else {}),
+            "upstream": upstream}
 
 
 def stage_key(cfg: DictConfig, name: str) -> str:

@@ -70,6 +70,8 @@ class CompositionModule(pl.LightningModule):
 
     # Experiment config keys it is built from (the stage key hashes them).
     CONFIG_READS = ("composition", "decomposition", "style", "data.sequence_units", "data.unit_frames")
+    # Checkpoint layout: 2 = the networks inside `self.model` (keys `model.<network>.`); the stage key reads it.
+    CHECKPOINT_FORMAT = 2
     monitor = "val/loss"
     monitor_mode = "min"
 

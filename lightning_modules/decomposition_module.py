@@ -69,6 +69,8 @@ class DecompositionModule(pl.LightningModule):
 
     # Experiment config keys it is built from (the stage key hashes them).
     CONFIG_READS = ("decomposition",)
+    # Checkpoint layout: 2 = the networks inside `self.model` (keys `model.<network>.`); the stage key reads it.
+    CHECKPOINT_FORMAT = 2
     monitor = "val/loss"
     monitor_mode = "min"
 

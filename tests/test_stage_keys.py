@@ -120,3 +120,19 @@ def test_a_bad_declaration_is_named(monkeypatch):
             stage_key(BASE, "undeclared")
     finally:
         stage_graph.stage_reads.cache_clear()
+
+
+def test_a_new_checkpoint_format_renames_its_stage_and_those_downstream(monkeypatch):
+    from lightning_modules.decomposition_module import DecompositionModule
+
+    before = {s: stage_key(BASE, s) for s in STAGES}
+    monkeypatch.setattr(DecompositionModule, "CHECKPOINT_FORMAT", DecompositionModule.CHECKPOINT_FORMAT + 1)
+    stage_graph.stage_formats.cache_clear()
+    try:
+        after = {s: stage_key(BASE, s) for s in STAGES}
+        changed = {s for s in STAGES if before[s] != after[s]}
+        assert changed == {"decomposition", "composition", "evaluation"}
+        assert yaml.safe_load(stage_yaml(BASE, "decomposition"))["formats"] == {
+            "DecompositionModule": DecompositionModule.CHECKPOINT_FORMAT}
+    finally:
+        stage_graph.stage_formats.cache_clear()
