@@ -62,9 +62,17 @@ def shared_stages(runs: list[CellRun], until: str) -> list[tuple[CellRun, str]]:
     return plan
 
 
-def _train_shared(run: CellRun, stage_of: dict[str, str], **kw: Any) -> dict[str, Any]:
-    """The shared stage `stage_of[run.label]` of one run (a module-level function: submitit pickles it)."""
-    return _run_cell(run, until=stage_of[run.label], shared=True, **kw)
+def _train_shared(run: CellRun, stages_of: dict[str, list[str]], **kw: Any) -> dict[str, Any]:
+    """The shared stages `stages_of[run.label]` of one run, in turn; the first failure ends it.
+
+    A module-level function, so that submitit can pickle it.
+    """
+    result: dict[str, Any] = {}
+    for stage in stages_of[run.label]:
+        result = _run_cell(run, until=stage, shared=True, **kw)
+        if result["status"] == "failed":
+            break
+    return result
 
 
 def _run_cell(run: CellRun, base: Path, until: str, log_dir: Path, threads: int,
@@ -180,10 +188,15 @@ def run_matrix(
         if first:
             board.print(f"  training {len(first)} shared stage(s) first: "
                         + ", ".join(f"{stage} (as in {r.label})" for r, stage in first))
-            share_jobs = max(1, min(jobs, len(first)))
-            share_fn = functools.partial(_train_shared, stage_of={r.label: stage for r, stage in first}, base=base,
-                                         log_dir=out / "logs", threads=launch.threads(share_jobs), board=watch)
-            for result in launch.map(share_fn, [r for r, _ in first], share_jobs):
+            # one at a time with every core: a small model's step scales with threads better than
+            # two stages side by side, one of them (the style extractor) done in seconds
+            stages_of: dict[str, list[str]] = {}
+            for r, stage in first:
+                stages_of.setdefault(r.label, []).append(stage)
+            owners = list({r.label: r for r, _ in first}.values())
+            share_fn = functools.partial(_train_shared, stages_of=stages_of, base=base,
+                                         log_dir=out / "logs", threads=launch.threads(1), board=watch)
+            for result in launch.map(share_fn, owners, 1):
                 if result["status"] == "failed":  # the cells that need it fail and report it below
                     board.print(f"  shared stage of {result['cell']} seed {result['seed']} failed "
                                 f"({result.get('error')})")

@@ -43,3 +43,20 @@ def test_a_trained_shared_stage_is_not_trained_again(tmp_path):
     folder.mkdir(parents=True)
     mark_done(folder)
     assert plan(rs) == [(rs[0].label, "style")]
+
+
+def test_one_run_trains_each_of_its_shared_stages_in_turn_and_stops_at_a_failure(tmp_path, monkeypatch):
+    from ablations import runner
+
+    rs = runs(tmp_path, {"full": {}, "no-kl": {"composition.losses.kl.enabled": False}})
+    calls = []
+
+    def fake(run, until, shared, **kw):
+        calls.append((run.label, until, shared))
+        return {"cell": run.cell, "seed": run.seed, "status": "failed" if until == "style" else "done"}
+
+    monkeypatch.setattr(runner, "_run_cell", fake)
+    label = rs[0].label
+    result = runner._train_shared(rs[0], {label: ["decomposition", "style", "composition"]})
+    assert calls == [(label, "decomposition", True), (label, "style", True)]
+    assert result["status"] == "failed"
