@@ -80,8 +80,8 @@ def check_targets(metrics: Metrics, minutes: float | None = None) -> list[dict]:
         v = t.value(metrics)
         rows.append({"target": t.name, "wants": t.wants, "value": v, "met": bool(math.isfinite(v) and t.met(v))})
     if minutes is not None:
-        rows.append({"target": "make demo wall time (minutes, data included)", "wants": "<= 10", "value": minutes,
-                     "met": bool(minutes <= 10.0)})
+        rows.append({"target": "wall time of this make demo (minutes; stages found trained are not retrained)",
+                     "wants": "<= 10", "value": minutes, "met": bool(minutes <= 10.0)})
     return rows
 
 

@@ -95,6 +95,7 @@ class Dance:
     beats: np.ndarray  # tracked music beats inside the dance, frame indices
     beats_true: np.ndarray | None  # true music beats, where the dataset has them
     bone_ref: np.ndarray  # (B,) the clip's real dancer's bone lengths
+    unwarped: np.ndarray | None = None  # (T, 28) pixels before beat warping, whose unit seams lie every unit_frames
 
 
 @dataclass
@@ -272,7 +273,8 @@ def _per_dance(dances: list[Dance], inst: Instrument, preds: list[np.ndarray]) -
         "speed_ratio": np.array([M.motion_speed(d.pixels).mean() / inst.real_speed for d in dances]),
         "beat_speed_ratio": np.array([M.beat_speed_ratio(d.pixels, d.beats) for d in dances]),
         "bone_length_error": np.array([M.bone_length_error(d.pixels, d.bone_ref) for d in dances]),
-        "seam_ratio": np.array([M.seam_ratio(d.pixels, cfg.unit_frames) for d in dances]),
+        "seam_ratio": np.array([M.seam_ratio(d.pixels if d.unwarped is None else d.unwarped, cfg.unit_frames)
+                                for d in dances]),  # warping moves the seams: measured where the units meet
     }
     sources = {"": [d.beats for d in dances]}
     if dances and all(d.beats_true is not None for d in dances):
@@ -376,6 +378,7 @@ def protocol(inst: Instrument) -> dict[str, float]:
         "protocol/beat_min_depth_px": float(cfg.beat_min_depth),
         "protocol/beats_tracked": 1.0,
         "protocol/beats_true": float(all(d.beats_true is not None for d in inst.real)),
+        "protocol/beat_warp": float(cfg.beat_warp),  # the model's dances were warped; real ones never are
         "protocol/real_test_dances": float(len(inst.real)),
     }
     out.update({f"protocol/direction/{k}": float(v) for k, v in DIRECTIONS.items()})
@@ -438,14 +441,14 @@ def _evaluate(generate: Callable[[torch.Tensor, int, torch.Generator, torch.Tens
                             cfg.samples_per_clip, n, c.clip_id)
         for s, p in enumerate(poses):
             t = len(p)
-            pixels = view.unnormalise(p)
+            pixels = unwarped = view.unnormalise(p)
             if warp:  # as `d2m generate --beat-warp` does, on the beats tracked in the music
-                pixels = warp_to_beats(pixels, real.beats[real.beats < t], unit_frames=cfg.unit_frames)
+                pixels = warp_to_beats(unwarped, real.beats[real.beats < t], unit_frames=cfg.unit_frames)
                 p = view.normalise(pixels)
             dances.append(dataclasses.replace(
-                real, sample=s, normalised=p, pixels=pixels, beats=real.beats[real.beats < t],
+                real, sample=s, normalised=p, pixels=pixels, unwarped=unwarped, beats=real.beats[real.beats < t],
                 beats_true=None if real.beats_true is None else real.beats_true[real.beats_true < t]))
-    return {**_with_extras(score_dances(dances, inst)[0], inst), "protocol/beat_warp": float(warp)}
+    return _with_extras(score_dances(dances, inst)[0], inst)
 
 
 def evaluate_generator(generate_fn: GenerateFn, dataset_root: str | Path, eval_cfg: Any,

@@ -212,3 +212,4 @@ def test_beat_warp_moves_a_late_dance_back_onto_the_beats(tiny_dataset, cache):
     assert plain["protocol/beat_warp"] == 0.0 and warped["protocol/beat_warp"] == 1.0
     assert warped["beat_f1"] > plain["beat_f1"] + 0.2
     assert warped["beat_align"] > plain["beat_align"] + 0.1
+    assert warped["seam_ratio"] == plain["seam_ratio"]  # seams measured where the units meet, before warping
