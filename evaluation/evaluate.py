@@ -55,6 +55,10 @@ from evaluation.dance_classifier import (
 )
 from evaluation.generation import warp_to_beats
 
+# Bumped when a metric's definition changes, so that stored evaluations are scored again (the
+# evaluation stage key reads it). 2: seams measured before beat warping.
+METRICS_VERSION = 2
+
 FID_NAMES = ("fid_kinetic", "fid_classifier")
 BEAT_NAMES = ("beat_f1", "beat_align", "beat_align_motion")
 PER_DANCE_NAMES = ("style_consistency", *BEAT_NAMES, "speed_ratio", "beat_speed_ratio", "bone_length_error",

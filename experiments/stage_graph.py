@@ -31,11 +31,13 @@ TRAINER_READS = tuple(f"trainer.{k}" for k in ("accelerator", "devices", "num_no
 
 @dataclass(frozen=True)
 class Stage:
-    """One node of the graph: the stages it needs, its own reads, the classes it builds (module:Class)."""
+    """One node of the graph: the stages it needs, its own reads, the classes it builds (module:Class),
+    and the version numbers of the code whose results it stores (module:NAME, an int)."""
 
     needs: tuple[str, ...]
     reads: tuple[str, ...] = ()
     builds: tuple[str, ...] = ()
+    versions: tuple[str, ...] = ()
 
 
 # In run order: every stage comes after the stages it needs.
@@ -50,7 +52,8 @@ GRAPH: dict[str, Stage] = {
     "composition": Stage(("data", "style", "decomposition"), ("seed", *TRAINER_READS),
                          ("datamodules.lightning_data:SequenceDataModule",
                           "lightning_modules.composition_module:CompositionModule")),
-    "evaluation": Stage(("data", "composition"), ("seed", "evaluation")),
+    "evaluation": Stage(("data", "composition"), ("seed", "evaluation"),
+                        versions=("evaluation.evaluate:METRICS_VERSION",)),
 }
 STAGES = tuple(GRAPH)
 
@@ -98,7 +101,8 @@ def stage_section(cfg: DictConfig, name: str) -> dict[str, Any]:
 
 @cache
 def stage_formats(name: str) -> dict[str, int]:
-    """The checkpoint layouts of the classes a stage builds that declare one (`CHECKPOINT_FORMAT`).
+    """The checkpoint layouts of the classes a stage builds that declare one (`CHECKPOINT_FORMAT`), and
+    the stage's code versions (the evaluation's `METRICS_VERSION`).
 
     A class bumps its number when its checkpoints stop loading into the code (a network moved, a
     parameter renamed), so a stage trained by older code gets a new key and is trained again instead
@@ -110,6 +114,9 @@ def stage_formats(name: str) -> dict[str, int]:
         number = getattr(getattr(importlib.import_module(module), cls), "CHECKPOINT_FORMAT", None)
         if number is not None:
             formats[cls] = int(number)
+    for path in _stage(name).versions:  # the metrics' definitions, for a stage that stores scores
+        module, _, constant = path.partition(":")
+        formats[constant] = int(getattr(importlib.import_module(module), constant))
     return formats
 
 

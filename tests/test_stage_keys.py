@@ -136,3 +136,18 @@ def test_a_new_checkpoint_format_renames_its_stage_and_those_downstream(monkeypa
             "DecompositionModule": DecompositionModule.CHECKPOINT_FORMAT}
     finally:
         stage_graph.stage_formats.cache_clear()
+
+
+def test_a_new_metrics_version_renames_only_the_evaluation(monkeypatch):
+    from evaluation import evaluate
+
+    before = {s: stage_key(BASE, s) for s in STAGES}
+    monkeypatch.setattr(evaluate, "METRICS_VERSION", evaluate.METRICS_VERSION + 1)
+    stage_graph.stage_formats.cache_clear()
+    try:
+        after = {s: stage_key(BASE, s) for s in STAGES}
+        assert {s for s in STAGES if before[s] != after[s]} == {"evaluation"}
+        assert yaml.safe_load(stage_yaml(BASE, "evaluation"))["formats"] == {
+            "METRICS_VERSION": evaluate.METRICS_VERSION}
+    finally:
+        stage_graph.stage_formats.cache_clear()
