@@ -184,7 +184,7 @@ def run_matrix(
     with CellBoard() as board:
         # The live board watches the cells' logs from this process; a job elsewhere reports when it ends.
         watch = board if launch.name == "local" else None
-        first = shared_stages(todo, matrix.until)
+        first = shared_stages(todo, matrix.until) if jobs > 1 else []  # one at a time, nobody waits
         if first:
             board.print(f"  training {len(first)} shared stage(s) first: "
                         + ", ".join(f"{stage} (as in {r.label})" for r, stage in first))
