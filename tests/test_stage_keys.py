@@ -122,32 +122,23 @@ def test_a_bad_declaration_is_named(monkeypatch):
         stage_graph.stage_reads.cache_clear()
 
 
-def test_a_new_checkpoint_format_renames_its_stage_and_those_downstream(monkeypatch):
-    from lightning_modules.decomposition_module import DecompositionModule
+@pytest.mark.parametrize("module,owner,name,stage,renamed", [
+    ("lightning_modules.decomposition_module", "DecompositionModule", "CHECKPOINT_FORMAT", "decomposition",
+     {"decomposition", "composition", "evaluation"}),
+    ("evaluation.evaluate", None, "METRICS_VERSION", "evaluation", {"evaluation"}),
+])
+def test_a_new_format_or_metrics_version_renames_its_stage_and_those_downstream(monkeypatch, module, owner, name,
+                                                                               stage, renamed):
+    import importlib
 
+    target = importlib.import_module(module)
+    target = getattr(target, owner) if owner else target
     before = {s: stage_key(BASE, s) for s in STAGES}
-    monkeypatch.setattr(DecompositionModule, "CHECKPOINT_FORMAT", DecompositionModule.CHECKPOINT_FORMAT + 1)
+    monkeypatch.setattr(target, name, getattr(target, name) + 1)
     stage_graph.stage_formats.cache_clear()
     try:
         after = {s: stage_key(BASE, s) for s in STAGES}
-        changed = {s for s in STAGES if before[s] != after[s]}
-        assert changed == {"decomposition", "composition", "evaluation"}
-        assert yaml.safe_load(stage_yaml(BASE, "decomposition"))["formats"] == {
-            "DecompositionModule": DecompositionModule.CHECKPOINT_FORMAT}
-    finally:
-        stage_graph.stage_formats.cache_clear()
-
-
-def test_a_new_metrics_version_renames_only_the_evaluation(monkeypatch):
-    from evaluation import evaluate
-
-    before = {s: stage_key(BASE, s) for s in STAGES}
-    monkeypatch.setattr(evaluate, "METRICS_VERSION", evaluate.METRICS_VERSION + 1)
-    stage_graph.stage_formats.cache_clear()
-    try:
-        after = {s: stage_key(BASE, s) for s in STAGES}
-        assert {s for s in STAGES if before[s] != after[s]} == {"evaluation"}
-        assert yaml.safe_load(stage_yaml(BASE, "evaluation"))["formats"] == {
-            "METRICS_VERSION": evaluate.METRICS_VERSION}
+        assert {s for s in STAGES if before[s] != after[s]} == renamed
+        assert yaml.safe_load(stage_yaml(BASE, stage))["formats"] == {owner or name: getattr(target, name)}
     finally:
         stage_graph.stage_formats.cache_clear()
