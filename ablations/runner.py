@@ -109,7 +109,8 @@ def _run_cell(run: CellRun, base: Path, until: str, log_dir: Path, threads: int,
 def render_dances(entries: list[dict[str, Any]], out: Path) -> list[Path]:
     """One rendered dance per cell (its first finished run), to the first test clip's music.
 
-    Beat-warped when the run's evaluation warps (`evaluation.beat_warp`), so the video is what was scored.
+    Beat-warped and seam-blended as the run's evaluation did (`evaluation.beat_warp`,
+    `evaluation.seam_blend_frames`), so the video is what was scored.
     """
     from experiments.generate import generate_from_run
     from experiments.rundir import load_run
@@ -121,9 +122,10 @@ def render_dances(entries: list[dict[str, Any]], out: Path) -> list[Path]:
             continue
         run = load_run(e["run_dir"])
         audio = first_test_audio(Path(run.stages["data"]["root"]))
-        warp = bool(run.config.get("evaluation", {}).get("beat_warp", False))  # what the evaluation scored
+        scored = run.config.get("evaluation", {})  # render what the evaluation scored
         written += generate_from_run(Path(e["run_dir"]), audio, out / f"{e['cell']}.mp4", samples=1,
-                                     seed=int(e["seed"]), beat_warp=warp, progress=False)
+                                     seed=int(e["seed"]), beat_warp=bool(scored.get("beat_warp", False)),
+                                     seam_blend=int(scored.get("seam_blend_frames", 0)), progress=False)
         done_cells.add(e["cell"])
     return written
 

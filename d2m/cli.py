@@ -95,7 +95,7 @@ def _generate(a: argparse.Namespace) -> None:
     from experiments.generate import generate_from_run
 
     for path in generate_from_run(Path(a.run), Path(a.audio), Path(a.out), samples=a.samples, seed=a.seed,
-                                  beat_warp=a.beat_warp, progress=not a.quiet):
+                                  beat_warp=a.beat_warp, seam_blend=a.seam_blend, progress=not a.quiet):
         print(path)
 
 
@@ -244,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--samples", type=int, default=1, help="dances to generate for the music")
     s.add_argument("--seed", type=int, default=0, help="random seed of the generated dances")
     s.add_argument("--beat-warp", action="store_true", help="move kinematic beats onto the music's beats")
+    s.add_argument("--seam-blend", type=int, default=0, metavar="FRAMES",
+                   help="blend each unit into the one before over this many frames (0: off)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_generate)
 

@@ -34,6 +34,7 @@ class EvaluationConfig:
     beat_align_sigma: float = 0.75  # frames (3 frames at 60 fps = 0.05 s, kept in seconds at 15 fps)
     beat_min_depth: float = MIN_DEPTH_PX  # px/frame a speed minimum must dip to be a kinematic beat
     unit_frames: int = 32  # frames per generated unit, for seam_ratio
+    seam_blend_frames: int = 0  # > 0: each generated unit carries on from the one before, blended over this many frames
     beat_warp: bool = False  # score a model's dances after moving their kinematic beats onto the tracked music beats
     controls: bool = True  # score the control dances (real, static, ...) with every reference row
     classifier: DanceClassifierConfig = field(default_factory=DanceClassifierConfig)

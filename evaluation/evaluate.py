@@ -383,6 +383,7 @@ def protocol(inst: Instrument) -> dict[str, float]:
         "protocol/beats_tracked": 1.0,
         "protocol/beats_true": float(all(d.beats_true is not None for d in inst.real)),
         "protocol/beat_warp": float(cfg.beat_warp),  # the model's dances were warped; real ones never are
+        "protocol/seam_blend_frames": float(cfg.seam_blend_frames),  # frames over which generated units were blended
         "protocol/real_test_dances": float(len(inst.real)),
     }
     out.update({f"protocol/direction/{k}": float(v) for k, v in DIRECTIONS.items()})
@@ -484,7 +485,7 @@ def evaluate_composition(model: Any, dataset_root: str | Path, eval_cfg: Any, ca
 
     def generate(features: torch.Tensor, samples: int, generator: torch.Generator, init_pose: torch.Tensor):
         return generate_dance(model, features.to(device), samples=samples, init_pose=init_pose.to(device),
-                              generator=generator)
+                              generator=generator, blend_frames=cfg.seam_blend_frames)
 
     was_training = bool(getattr(model, "training", False))
     if hasattr(model, "eval"):

@@ -5,8 +5,11 @@ style feature and fresh noise give z_dance, the dance decoder turns it into L mo
 the pose decoder turns each code into a unit of poses. Units chain: each starts from the last pose
 of the one before (encoded to z_init by the initial-pose encoder's mean), so the dance is continuous
 across units and windows. A unit that barely moves (a known failure of GAN-made codes) is redrawn a
-bounded number of times. The final, partial window is generated whole and cropped, so the dance has
-exactly as many frames as the music.
+bounded number of times. With `blend_frames` > 0 each unit's first frames are moved, by an offset
+that fades out linearly over that many frames, so that the unit carries on from where the one before
+stopped at that unit's speed: the initial-pose VAE rebuilds a pose only to a few pixels, and without
+the blend that error is a jump at every seam (`seam_ratio`). The final, partial window is generated
+whole and cropped, so the dance has exactly as many frames as the music.
 
 Beat warping is a separate pure function on poses: music beats are frame indices at 15 fps, never
 seconds (the released demo mixed the two up).
@@ -29,6 +32,7 @@ __all__ = [
     "MOTION_THRESHOLD_PX",
     "generate_dance",
     "kinematic_beats",
+    "blend_seam",
     "motion_px",
     "warp_to_beats",
 ]
@@ -41,6 +45,24 @@ def motion_px(poses: torch.Tensor, pose_std: torch.Tensor) -> torch.Tensor:
     """Mean joint speed in pixels per frame of normalised units (N, T, P) -> (N,)."""
     step = (poses[:, 1:] - poses[:, :-1]) * pose_std
     return step.reshape(*step.shape[:-1], -1, 2).norm(dim=-1).mean(dim=(1, 2))
+
+
+def blend_seam(previous: torch.Tensor, unit: torch.Tensor, frames: int) -> torch.Tensor:
+    """`unit` (N, T, P) moved so that it carries on from `previous` (N, T', P), the offset fading out over `frames`.
+
+    The first frame of `unit` is put one step (the last step of `previous`) beyond the last frame of
+    `previous`; frame k is moved by (1 - k / frames) of that offset, and frames from `frames` on are
+    left as decoded, so the unit's last pose (the next unit's start) does not change when frames < T.
+    """
+    frames = min(int(frames), unit.shape[1])
+    if frames <= 0:
+        return unit
+    last = previous[:, -1]
+    step = last - previous[:, -2] if previous.shape[1] > 1 else torch.zeros_like(last)
+    offset = (last + step) - unit[:, 0]
+    fade = torch.zeros(unit.shape[1], dtype=unit.dtype, device=unit.device)
+    fade[:frames] = 1.0 - torch.arange(frames, dtype=unit.dtype, device=unit.device) / frames
+    return unit + offset.unsqueeze(1) * fade.view(1, -1, 1)
 
 
 def _randn(shape, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
@@ -70,6 +92,7 @@ def generate_dance(
     generator: torch.Generator | None = None,
     motion_threshold: float = MOTION_THRESHOLD_PX,
     max_retries: int = MAX_RETRIES,
+    blend_frames: int = 0,
     progress: bool = False,
 ) -> torch.Tensor:
     """Normalised poses (samples, n_frames, P) for normalised music features (T, F) at the pose frame rate.
@@ -79,7 +102,8 @@ def generate_dance(
     pose shared by all samples; when None one is drawn from N(0, I) in z_init space and decoded, also
     shared, so the samples differ only by the model's own randomness (multimodality). `generator`
     makes the dance reproducible. A unit whose mean joint speed is below `motion_threshold` px/frame
-    is redrawn up to `max_retries` times; the most moving attempt is kept.
+    is redrawn up to `max_retries` times; the most moving attempt is kept. `blend_frames` > 0 blends
+    every seam (`blend_seam`).
     """
     if features.dim() != 2:
         raise D2MError(f"generate_dance needs features of shape (T, F), got {tuple(features.shape)}")
@@ -90,6 +114,8 @@ def generate_dance(
         raise D2MError(f"asked for {total} frames but the music has only {features.shape[0]} feature frames")
     if samples < 1:
         raise D2MError(f"samples must be >= 1, got {samples}")
+    if blend_frames < 0:
+        raise D2MError(f"the seam blend must be 0 (off) or a number of frames, got {blend_frames}")
     if features.shape[1] != model.feature_dim:
         raise D2MError(f"the model expects {model.feature_dim} features per frame, got {features.shape[1]}")
 
@@ -134,6 +160,8 @@ def generate_dance(
                     better = retry_moved > moved[idx]
                     poses[idx[better]] = retry[better]
                     moved[idx[better]] = retry_moved[better]
+                if pieces and blend_frames > 0:
+                    poses = blend_seam(pieces[-1], poses, blend_frames)
                 pieces.append(poses)
                 z_init = model.initp_enc(poses[:, -1])[0]
         dance = torch.cat(pieces, dim=1)[:, :total]

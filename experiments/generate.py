@@ -62,6 +62,7 @@ def generate_from_run(
     samples: int = 1,
     seed: int = 0,
     beat_warp: bool = False,
+    seam_blend: int = 0,
     progress: bool = True,
 ) -> list[Path]:
     """Generate `samples` dances for the music at `audio_path`; returns the paths written.
@@ -100,7 +101,8 @@ def generate_from_run(
     normalised = (torch.from_numpy(features) - model.feature_mean) / model.feature_std
 
     generator = torch.Generator().manual_seed(int(seed))
-    dances = generate_dance(model, normalised, samples=samples, generator=generator, progress=progress)
+    dances = generate_dance(model, normalised, samples=samples, generator=generator, blend_frames=seam_blend,
+                            progress=progress)
     pixels = (dances * model.pose_std + model.pose_mean).numpy().astype(np.float32)
     if beat_warp:  # in pixels: the kinematic-beat detector's depth is in pixels per frame
         beats = music_beats(np.asarray(wave), spec.sample_rate, spec.fps)
@@ -124,6 +126,7 @@ def generate_from_run(
         "samples": samples,
         "seed": int(seed),
         "beat_warp": bool(beat_warp),
+        "seam_blend_frames": int(seam_blend),
         "audio": str(audio),
         "run": str(run_dir),
         "checkpoint": str(checkpoint),

@@ -8,17 +8,22 @@ the paper is written out below, the objective's switches included:
 - `kl_reduction: mean`, `pair_reduction: mean`, `movement_distance_codes: mean`: the KL averaged
   over code dimensions, the two jittered copies averaged, the movement distance on the posterior
   means (d2m-lab's first formulation, whose scale does not change with the code widths);
+- `data.unit_mode: beat_normalized` in `small` (the original release's units, four beats each; the
+  schema's default is `fixed` windows): the VAE and the GAN learn far more from units that all
+  start on a beat (docs/training.md, section 3c);
 - `optim.betas: [0.5, 0.999]`, `optim.clip_mode: joint`: GAN-style Adam momentum, one gradient norm;
 - decomposition: the `velocity_reconstruction` term on (weight 30), lr 5e-3 with a 50-step warm-up
   and a cosine decay to 5%, no gradient clipping (docs/training.md, section 2);
-- composition `music_kl` on, `finetune_movement_encoder: true`, `style_step: joint`,
-  `style_frames: 0` (the style feature over all the music under the sequence).
+- composition: `finetune_lr_scale: 0` (the movement encoder and the pose decoder stay as the VAE
+  stage trained them; fine-tuning them let the movement reconstruction pull the codes to a crawl,
+  docs/training.md section 3b), the movement reconstruction at 10, `music_kl` on, `style_step:
+  joint`, `style_frames: 0` (the style feature over all the music under the sequence).
 """
 
 PRESETS: dict[str, dict] = {
     "paper": {},
     "small": {
-        "data": {"synth": {"clips_per_style": 12, "seconds": 30.0}},
+        "data": {"synth": {"clips_per_style": 12, "seconds": 30.0}, "unit_mode": "beat_normalized"},
         "style": {"optim": {"max_epochs": 40, "batch_size": 64}},
         "decomposition": {
             "init_hidden": 128,
@@ -42,10 +47,10 @@ PRESETS: dict[str, dict] = {
             "disc_hidden": [128, 64, 32, 30],
             "regressor_hidden": [64, 64, 32],
             "kl_reduction": "mean",
-            "finetune_movement_encoder": True,
+            "finetune_lr_scale": 0.0,
             "style_step": "joint",
             "style_frames": 0,
-            "losses": {"music_kl": {"enabled": True}},
+            "losses": {"music_kl": {"enabled": True}, "movement_reconstruction": {"weight": 10.0}},
             "optim": {"batch_size": 32, "max_epochs": 1000, "max_steps": 800, "val_every_n_steps": 200, "lr": 5e-4,
                       "betas": [0.5, 0.999], "clip_mode": "joint"},
         },

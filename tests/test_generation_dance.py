@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from common.errors import D2MError
-from evaluation.generation import generate_dance, kinematic_beats, motion_px, warp_to_beats
+from evaluation.generation import blend_seam, generate_dance, kinematic_beats, motion_px, warp_to_beats
 from experiments.presets import PRESETS
 from lightning_modules.composition_module import CompositionModule
 from lightning_modules.networks.composition_gan import CompositionGAN
@@ -112,6 +112,29 @@ def test_bad_inputs_are_clear_errors(model):
         generate_dance(model, torch.randn(40, F + 1))
     with pytest.raises(D2MError, match="init_pose"):
         generate_dance(model, torch.randn(40, F), init_pose=torch.zeros(5))
+    with pytest.raises(D2MError, match="seam blend"):
+        generate_dance(model, torch.randn(40, F), blend_frames=-1)
+
+
+def test_a_blended_unit_carries_on_one_step_past_the_unit_before():
+    previous = torch.tensor([[[0.0, 0.0], [1.0, -2.0], [2.0, -4.0]]])  # steps of (1, -2) a frame
+    unit = torch.full((1, 4, 2), 10.0)
+    blended = blend_seam(previous, unit, frames=2)
+    # frame 0 lands one step past the last frame (3, -6); frame 1 keeps half the offset; then as decoded
+    expected = torch.tensor([[[3.0, -6.0], [6.5, 2.0], [10.0, 10.0], [10.0, 10.0]]])
+    torch.testing.assert_close(blended, expected)
+    torch.testing.assert_close(blend_seam(previous, unit, frames=0), unit)
+
+
+def test_seam_blending_removes_the_jump_between_units_and_keeps_each_units_end(model):
+    music = torch.randn(96, F)
+    raw = generate_dance(model, music, generator=torch.Generator().manual_seed(3), motion_threshold=0.0)
+    blended = generate_dance(model, music, generator=torch.Generator().manual_seed(3), motion_threshold=0.0,
+                             blend_frames=8)
+    for seam in (32, 64):
+        torch.testing.assert_close(blended[:, seam] - blended[:, seam - 1], blended[:, seam - 1] - blended[:, seam - 2])
+        torch.testing.assert_close(blended[:, seam + 8:seam + 32], raw[:, seam + 8:seam + 32])
+    torch.testing.assert_close(blended[:, :32], raw[:, :32])  # the first unit has no unit before it
 
 
 def _stopping_dance(n: int, stops_every: int = 8, first_stop: int = 3) -> np.ndarray:
