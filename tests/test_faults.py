@@ -92,8 +92,11 @@ def _interrupt_at_step(monkeypatch, signum: int, step: int) -> None:
     (signal.SIGINT, 130, "d2m: interrupted; rerun the same command to resume"),
     (signal.SIGTERM, 143, "d2m: terminated (SIGTERM); rerun the same command to resume"),
 ])
-def test_interrupted_training_is_one_line_and_the_rerun_resumes(tiny_overrides, monkeypatch, capsys, signum, code,
-                                                                 line):
+def test_interrupted_training_is_one_line_and_the_rerun_resumes(tiny_overrides, monkeypatch, capsys, request, signum,
+                                                                 code, line):
+    # Ctrl-C as in a foreground shell: a suite started in the background inherits SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     overrides = [*tiny_overrides, *LONGER]
     argv = ["train", "decomposition", "tiny", *overrides]
     _interrupt_at_step(monkeypatch, signum, step=6)  # after the checkpoint of step 4
@@ -182,6 +185,8 @@ def test_timings_batch_size_is_the_configured_one():
 SWALLOWED_SIGNAL = """
 import os, signal, sys, time
 import d2m.cli as cli
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a foreground shell, even under a background suite
 
 class KillsOnCollection:
     def __del__(self):  # the handler's exception raised here is dropped by Python ("Exception ignored")

@@ -79,6 +79,17 @@ def test_beat_warped_dance_keeps_its_length(run_dir, music, tmp_path):
     assert np.load(out).shape == (1, 75, 14, 2)
 
 
+def test_seam_blended_dance_differs_only_at_the_start_of_later_units(run_dir, music, tmp_path):
+    raw, blended = tmp_path / "raw.npy", tmp_path / "blended.npy"
+    generate_from_run(run_dir, music, raw, seed=0, progress=False)
+    generate_from_run(run_dir, music, blended, seed=0, seam_blend=4, progress=False)
+    a, b = np.load(raw), np.load(blended)
+    moved = np.abs(a - b).reshape(75, -1).max(axis=1) > 1e-3  # frames the blend changed
+    assert moved[32] and moved[64]  # the first frame of units 2 and 3: moved onto the unit before
+    assert not moved[:32].any() and not moved[36:64].any() and not moved[68:].any()
+    assert json.loads(blended.with_suffix(".json").read_text())["seam_blend_frames"] == 4
+
+
 def test_gif_per_sample(run_dir, music, tmp_path):
     from PIL import Image
 
