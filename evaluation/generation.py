@@ -30,9 +30,9 @@ from datamodules.motion import kinematic_beats
 __all__ = [
     "MAX_RETRIES",
     "MOTION_THRESHOLD_PX",
+    "blend_seam",
     "generate_dance",
     "kinematic_beats",
-    "blend_seam",
     "motion_px",
     "warp_to_beats",
 ]
@@ -48,20 +48,16 @@ def motion_px(poses: torch.Tensor, pose_std: torch.Tensor) -> torch.Tensor:
 
 
 def blend_seam(previous: torch.Tensor, unit: torch.Tensor, frames: int) -> torch.Tensor:
-    """`unit` (N, T, P) moved so that it carries on from `previous` (N, T', P), the offset fading out over `frames`.
+    """`unit` (N, T, P) moved to carry on from `previous` (N, T' >= 2, P), the offset fading out over `frames`.
 
     The first frame of `unit` is put one step (the last step of `previous`) beyond the last frame of
     `previous`; frame k is moved by (1 - k / frames) of that offset, and frames from `frames` on are
     left as decoded, so the unit's last pose (the next unit's start) does not change when frames < T.
     """
-    frames = min(int(frames), unit.shape[1])
     if frames <= 0:
         return unit
-    last = previous[:, -1]
-    step = last - previous[:, -2] if previous.shape[1] > 1 else torch.zeros_like(last)
-    offset = (last + step) - unit[:, 0]
-    fade = torch.zeros(unit.shape[1], dtype=unit.dtype, device=unit.device)
-    fade[:frames] = 1.0 - torch.arange(frames, dtype=unit.dtype, device=unit.device) / frames
+    offset = (2 * previous[:, -1] - previous[:, -2]) - unit[:, 0]  # one more step of the same size, minus the start
+    fade = (1.0 - torch.arange(unit.shape[1], dtype=unit.dtype, device=unit.device) / frames).clamp(min=0.0)
     return unit + offset.unsqueeze(1) * fade.view(1, -1, 1)
 
 
