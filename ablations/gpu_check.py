@@ -85,15 +85,23 @@ class Plan:
     start_batch: int = 64
     cap: int = 2**20
     train: tuple[tuple[str, str, tuple[str, ...]], ...] = (("tiny", "tiny", ()), ("small", "demo", tuple(SMALL_RUN)))
+    # the parts' time limits and the budget are the GPU machine's (16 cores); a rehearsal on a shared
+    # 2-core machine starts each process and runs the CPU work several times slower
+    time_scale: float = 1.0
 
 
 REHEARSAL = Plan(device="cpu", preset="tiny", batches=(8,), compiled=False, grid_steps=1, peak_n=256,
                  bench=("--preset", "tiny", "--steps", "1", "--modules", "decomposition,composition"),
-                 start_batch=8, cap=16, train=(("tiny", "tiny", ()),))
+                 start_batch=8, cap=16, train=(("tiny", "tiny", ()),), time_scale=4.0)
 
 
 def plan() -> Plan:
     return REHEARSAL if os.environ.get("GPU_CHECK_REHEARSE") else Plan()
+
+
+def part_limit(name: str) -> float:
+    """The seconds part `name` may run under this plan."""
+    return PARTS[name][0] * plan().time_scale
 
 
 def _cuda() -> bool:
@@ -227,7 +235,7 @@ def part_grid(work: Path, data: Path) -> dict[str, Any]:
         rows.append(row)
         pd.DataFrame(rows).to_csv(work / "grid.csv", index=False)
 
-    deadline = time.monotonic() + PARTS["grid"][0] - 15
+    deadline = time.monotonic() + part_limit("grid") - 15
     grid_rows(GRID_MODULES, list(pl.batches), [("fp32", False), ("bf16", False)], dev, steps=pl.grid_steps,
               preset=pl.preset, on_row=keep, deadline=deadline)
     if pl.compiled:
@@ -280,7 +288,7 @@ def part_maxbatch(work: Path, data: Path, module: str) -> dict[str, Any]:
 
     if not _cuda():
         return {"skipped": f"{NO_CUDA} {PARTS['maxbatch'][1]}"}
-    seconds = PARTS["maxbatch"][0] / len(GRID_MODULES) - 6  # each module runs in a process of its own
+    seconds = part_limit("maxbatch") / len(GRID_MODULES) - 6  # each module runs in a process of its own
     pl = plan()
     total = torch.cuda.get_device_properties(0).total_memory / 2**20 if pl.device == "cuda" else None
 
@@ -376,10 +384,11 @@ def check(work: Path, data: Path = DATA, budget: float = BUDGET_S, parts: list[s
     work = Path(work)
     for sub in ("parts", "logs"):
         (work / sub).mkdir(parents=True, exist_ok=True)
+    budget *= plan().time_scale
     t_end = time.monotonic() + budget
     results: dict[str, Any] = {}
     for name in parts or list(PARTS):
-        limit, _ = PARTS[name]
+        limit = part_limit(name)
         left = t_end - time.monotonic()
         if left < 10:
             results[name] = {"line": f"not run: {left:.0f} s of the {budget:.0f} s budget left", "ok": False}

@@ -74,7 +74,8 @@ def test_the_gpu_check_rehearsed_on_the_cpu_without_them(bare_python, tiny_datas
     assert len(grid) == 8 and (grid["ms_per_step"] > 0).all() and (grid["gflop_per_step"] > 0).all()
     profiles = parts["profile"]["profiles"]
     assert [(p["module"], p["precision"]) for p in profiles] == [("decomposition", "fp32"), ("composition", "fp32"),
-                                                                  ("decomposition", "bf16"), ("composition", "bf16")]
+                                                                  ("decomposition", "bf16"), ("composition", "bf16")], \
+        parts["profile"].get("line")
     assert all(p["busy_ms"] > 0 and p["top"] for p in profiles)
     for module, res in parts["maxbatch"]["modules"].items():
         assert res["largest"] >= 8, (module, res)
