@@ -49,6 +49,9 @@ class DataConfig:
     sequence_units: int = 3  # units per composition sequence (L)
     jitter_x: float = 50.0  # px, uniform +- range of the decomposition pair offset
     jitter_y: float = 20.0
+    # training units only: both copies scaled by one factor drawn uniformly from 1 +- this, about the
+    # unit's first-pose centre, so the VAE meets more body sizes than the dataset's few dancers (0: off)
+    scale_jitter: float = 0.0
     num_workers: int = 0
     synth: SynthConfig = field(default_factory=SynthConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)

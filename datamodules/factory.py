@@ -128,6 +128,7 @@ def build_datamodule(kind: str, data_cfg: Any, root: str | Path | None = None, b
                     sequence_units=cfg.sequence_units, min_gap=cfg.beat_min_gap, max_gap=cfg.beat_max_gap)
     styles = list(cfg.styles) or None
     if kind == "units":
-        return UnitDataModule(root, spec, jitter=(cfg.jitter_x, cfg.jitter_y), styles=styles, **common)
+        return UnitDataModule(root, spec, jitter=(cfg.jitter_x, cfg.jitter_y), scale_jitter=cfg.scale_jitter,
+                              styles=styles, **common)
     return SequenceDataModule(root, spec, styles=styles, **common)
 

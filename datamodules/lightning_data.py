@@ -155,13 +155,16 @@ class UnitDataModule(_UnitBase):
     """Dance units as pairs of jittered copies (`pose_a`, `pose_b`, normalised) with their `label`."""
 
     kind = "units"
-    CONFIG_READS = (*_UnitBase.CONFIG_READS, "data.jitter_x", "data.jitter_y")
+    CONFIG_READS = (*_UnitBase.CONFIG_READS, "data.jitter_x", "data.jitter_y", "data.scale_jitter")
 
     def __init__(self, root: str | Path, spec: UnitSpec | None = None,
                  jitter: tuple[float, float] = (50.0, 20.0), batch_size: int = 64, seed: int = 0,
-                 num_workers: int = 0, styles: list[str] | None = None) -> None:
+                 num_workers: int = 0, styles: list[str] | None = None, scale_jitter: float = 0.0) -> None:
         super().__init__(root, spec, batch_size, seed, num_workers, styles)
         self.jitter = (float(jitter[0]), float(jitter[1]))
+        if not 0.0 <= float(scale_jitter) < 1.0:
+            raise D2MError(f"data.scale_jitter must be in [0, 1), got {scale_jitter}")
+        self.scale_jitter = float(scale_jitter)
 
     def _build(self, split: str) -> Dataset:
         clips, labels = self._clips(split, self.styles)
@@ -171,7 +174,8 @@ class UnitDataModule(_UnitBase):
         seed = self.seed + SPLITS.index(split) * 7919  # own stream per split
         return UnitPairDataset(tensor(bank.poses), tensor(bank.unit_index, torch.int64),
                                tensor(bank.unit_labels, torch.int64), tensor(self.pose_mean),
-                               tensor(self.pose_std), self.jitter, train=split == "train", seed=seed)
+                               tensor(self.pose_std), self.jitter, train=split == "train", seed=seed,
+                               scale_jitter=self.scale_jitter)
 
 
 class SequenceDataModule(_UnitBase):

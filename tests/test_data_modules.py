@@ -78,6 +78,33 @@ def test_unit_pairs_are_jittered_copies(tiny_dataset):
     assert np.allclose(pixels, flatten(first.poses[:32]), atol=1e-2)
 
 
+def test_scale_jitter_scales_both_copies_alike_about_the_first_pose_in_training_only(tiny_dataset):
+    cfg = cfg_for(tiny_dataset, jitter_x=0.0, jitter_y=0.0, scale_jitter=0.2)
+    dm = datamodules.build_datamodule("units", cfg, root=tiny_dataset, batch_size=4, seed=0)
+    dm.setup("fit")
+    train = dm.split_dataset("train")
+    raw = (train.bank[int(train.index[0, 0])]).reshape(32, 14, 2)  # the unit in pixels, unscaled
+    centre = raw[0].mean(dim=0)
+    factors = []
+    for _ in range(40):
+        item = train[0]
+        assert torch.equal(item["pose_a"], item["pose_b"])  # one factor for both copies
+        pixels = (item["pose_a"] * train.std + train.mean).reshape(32, 14, 2)
+        factor = float((pixels - centre).norm() / (raw - centre).norm())
+        # exactly the unit scaled about its first pose's centre by that factor
+        assert torch.allclose(pixels, centre + (raw - centre) * factor, atol=1e-2)
+        factors.append(factor)
+    assert 0.8 - 1e-4 <= min(factors) < 0.9 and 1.1 < max(factors) <= 1.2 + 1e-4
+    plain = datamodules.build_datamodule("units", cfg_for(tiny_dataset, jitter_x=0.0, jitter_y=0.0),
+                                         root=tiny_dataset, batch_size=4, seed=0)
+    for split in ("val", "test"):  # held-out units are the dancers as they are
+        dm.setup("validate" if split == "val" else "test")
+        plain.setup("validate" if split == "val" else "test")
+        assert torch.equal(dm.split_dataset(split)[0]["pose_a"], plain.split_dataset(split)[0]["pose_a"])
+    with pytest.raises(D2MError, match="data.scale_jitter"):
+        datamodules.build_datamodule("units", cfg_for(tiny_dataset, scale_jitter=1.5), root=tiny_dataset)
+
+
 def test_sequences_carry_all_the_music_under_them(tiny_dataset):
     dm = datamodules.build_datamodule("sequences", cfg_for(tiny_dataset), root=tiny_dataset, batch_size=4,
                                       seed=0)
