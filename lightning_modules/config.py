@@ -135,6 +135,7 @@ def _composition_losses() -> dict[str, LossTermConfig]:
         "style_alignment": term(1.0),
         "movement_reconstruction": term(1.0),
         "pose_reconstruction": term(10.0),
+        "dance_code_mmd": term(10.0, enabled=False),  # not the paper's: d2m-lab's, for `small`
     }
 
 
@@ -156,6 +157,8 @@ class CompositionConfig:
     style_frames: int = 30  # audio frames the style feature reads, in training and generation (30 = the
     #                         original's first 2 s); 0 = all the music under the sequence
     fast_recurrence: bool = True
+    code_mmd_style_spread: float = 4.0  # dance_code_mmd: the style feature joined to each code, at this many
+    #                                     times the codes' spread (matched style by style) | 0: codes alone
     losses: dict[str, LossTermConfig] = field(default_factory=_composition_losses)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, grad_clip=0.5, max_epochs=1500))
 
