@@ -157,8 +157,8 @@ class CompositionConfig:
     style_frames: int = 30  # audio frames the style feature reads, in training and generation (30 = the
     #                         original's first 2 s); 0 = all the music under the sequence
     fast_recurrence: bool = True
-    code_mmd_style_spread: float = 4.0  # dance_code_mmd: the style feature joined to each code, at this many
-    #                                     times the codes' spread (matched style by style) | 0: codes alone
+    code_mmd_style_spread: float = 0.0  # dance_code_mmd: 0 matches the codes alone | > 0: the style feature
+    #                                     joined to each code at that many times the codes' spread (by style)
     losses: dict[str, LossTermConfig] = field(default_factory=_composition_losses)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, grad_clip=0.5, max_epochs=1500))
 

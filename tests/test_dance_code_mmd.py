@@ -9,7 +9,7 @@ from lightning_modules.losses import build_terms
 from lightning_modules.losses.composition_dance_code_mmd import mmd
 
 
-def term(spread=4.0):
+def term(spread=0.0):
     cfg = {"dance_code_mmd": LossTermConfig(enabled=True, weight=1.0)}
     model = type("Cfg", (), {"code_mmd_style_spread": spread})()
     return build_terms("composition", cfg, model)["dance_code_mmd"]

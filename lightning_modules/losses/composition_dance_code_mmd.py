@@ -13,7 +13,7 @@ width). Unbiased estimate: the diagonals of the same-set kernel matrices are lef
 Matched alone, the two distributions may agree while a style's music lands on another style's
 dances. So each code is joined by the frozen extractor's style feature of its music (the same for
 the music's and the real dance's code of one sequence), scaled so that its spread is
-`composition.code_mmd_style_spread` times the codes' (default 4; 0 matches the codes alone): two
+`composition.code_mmd_style_spread` times the codes' (the default, 0, matches the codes alone): two
 sequences of different styles are then far apart and barely count, and the term matches the codes
 style by style. Off in `paper`.
 """
@@ -66,7 +66,7 @@ class DanceCodeMMD(LossTerm):
 
     def compute(self, step, out, nets) -> torch.Tensor:
         real, music = out["dance_z"].detach(), out["music_z"]
-        spread = float(self.option("code_mmd_style_spread", 4.0))
+        spread = float(self.option("code_mmd_style_spread", 0.0))
         if spread > 0:
             real, music = with_style(real, out["style"], real, spread), with_style(music, out["style"], real, spread)
         return mmd(music, real)
