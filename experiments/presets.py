@@ -17,7 +17,7 @@ the paper is written out below, the objective's switches included:
   128 wide, 12 epochs (97% test accuracy against 79% for the original's; section 3e);
 - `optim.betas: [0.5, 0.999]`, `optim.clip_mode: joint`: GAN-style Adam momentum, one gradient norm;
 - decomposition: the `velocity_reconstruction` term on (weight 30), lr 5e-3 with a 50-step warm-up
-  and a cosine decay to 5%, no gradient clipping, 1500 steps (docs/training.md, sections 2 and 3e);
+  and a cosine decay to 5%, no gradient clipping, 1250 steps (docs/training.md, sections 2 and 3e);
 - composition: `finetune_lr_scale: 0` (the movement encoder and the pose decoder stay as the VAE
   stage trained them; fine-tuning them let the movement reconstruction pull the codes to a crawl,
   docs/training.md section 3b), the movement reconstruction at 10, `music_kl` on, `style_step:
@@ -45,7 +45,7 @@ PRESETS: dict[str, dict] = {
             "losses": {"kl": {"warmup_center": 500.0, "warmup_slope": 0.01},
                        "velocity_reconstruction": {"enabled": True, "weight": 30.0}},
             # a high rate decayed to 5% by a cosine, no clipping: most of the learning is in the decay
-            "optim": {"batch_size": 64, "max_epochs": 1000, "max_steps": 1500, "val_every_n_steps": 250, "lr": 5e-3,
+            "optim": {"batch_size": 64, "max_epochs": 1000, "max_steps": 1250, "val_every_n_steps": 250, "lr": 5e-3,
                       "betas": [0.9, 0.999], "clip_mode": "joint", "grad_clip": 0.0, "lr_schedule": "cosine",
                       "lr_warmup_steps": 50, "lr_final_scale": 0.05},
         },
