@@ -16,6 +16,7 @@ from ablations.matrix import MATRIX_DIR, expand, load_matrix
 from ablations.runner import run_matrix
 from common.errors import D2MError
 from experiments.config import config_hash, load_config
+from experiments.presets import PRESETS
 from experiments.run import run_experiment
 from experiments.rundir import is_done, load_run
 from experiments.stage_graph import STAGES
@@ -127,6 +128,12 @@ def test_every_matrix_file_runs_on_tiny_data(path, tiny_overrides, tmp_path, mon
     """
     monkeypatch.chdir(tmp_path)
     matrix = load_matrix(path)
+    # a tuning matrix pins the sizes and budgets of the recipe it measured; the test runs it at tiny's
+    tiny = PRESETS["tiny"]
+    tiny_overrides = [*tiny_overrides, f"style.hidden={tiny['style']['hidden']}",
+                      f"style.optim.max_epochs={tiny['style']['optim']['max_epochs']}",
+                      f"decomposition.optim.max_steps={tiny['decomposition']['optim']['max_steps']}",
+                      f"composition.optim.max_steps={tiny['composition']['optim']['max_steps']}"]
     assert {r.cell for r in expand(matrix, tiny_overrides)} == set(matrix.cells)  # every cell's config is valid
     names = list(matrix.cells)
     chosen = names

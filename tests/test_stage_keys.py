@@ -25,6 +25,7 @@ EXPECTED = {
     "data.window_stride": "style composition evaluation",
     "data.styles": UNITS, "data.unit_mode": UNITS, "data.unit_frames": UNITS, "data.unit_stride": UNITS,
     "data.beat_min_gap": UNITS, "data.beat_max_gap": UNITS, "data.jitter_x": UNITS, "data.jitter_y": UNITS,
+    "data.scale_jitter": UNITS,
     "data.sequence_units": "composition evaluation",
     "style": "style composition evaluation",
     "decomposition": UNITS,
