@@ -129,6 +129,8 @@ def validate(cfg: DictConfig) -> None:
                 )
     if cfg.seed < 0:
         raise D2MError(f"bad value for config key 'seed': {cfg.seed}; must be >= 0")
+    if not 0.0 <= cfg.data.scale_jitter < 1.0:
+        raise D2MError(f"bad value for config key 'data.scale_jitter': {cfg.data.scale_jitter}; must be in [0, 1)")
 
 
 def to_yaml(cfg: DictConfig) -> str:

@@ -80,3 +80,9 @@ def test_run_names_are_deterministic_and_ignore_logging():
 def test_config_hash_ignores_key_order():
     assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_a_scale_jitter_outside_its_range_is_refused_before_any_work():
+    with pytest.raises(D2MError, match="data.scale_jitter"):
+        load_config("tiny", ["data.scale_jitter=1.5"])
+    assert load_config("tiny", ["data.scale_jitter=0.2"]).data.scale_jitter == 0.2

@@ -31,29 +31,26 @@ def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return d.clamp(min=0.0)
 
 
+def off_diagonal_mean(d: torch.Tensor) -> torch.Tensor:
+    """The mean of a square (N, N) same-set matrix without its diagonal (N >= 2)."""
+    n = d.shape[0]
+    return (d.sum() - d.diagonal().sum()) / (n * (n - 1))
+
+
 def mean_squared_distance(x: torch.Tensor) -> torch.Tensor:
     """The mean squared distance between two different rows of x (N >= 2), detached, at least 1e-8."""
-    n = x.shape[0]
-    return (squared_distances(x, x).sum() / (n * (n - 1))).detach().clamp(min=1e-8)
-
-
-def with_style(codes: torch.Tensor, style: torch.Tensor, reference: torch.Tensor, spread: float) -> torch.Tensor:
-    """codes (N, D) joined by style (N, S), scaled to `spread` times the mean squared distance of `reference`."""
-    scale = (spread * mean_squared_distance(reference) / mean_squared_distance(style)).sqrt()
-    return torch.cat([codes, style.detach() * scale], dim=1)
+    return off_diagonal_mean(squared_distances(x, x)).detach().clamp(min=1e-8)
 
 
 def mmd(x: torch.Tensor, y: torch.Tensor, scales=SCALES) -> torch.Tensor:
     """Unbiased squared MMD between samples x (N, D) and y (M, D), N, M >= 2, IMQ kernels."""
-    n, m = x.shape[0], y.shape[0]
     dxx, dyy, dxy = squared_distances(x, x), squared_distances(y, y), squared_distances(x, y)
-    ref = mean_squared_distance(y)
+    ref = off_diagonal_mean(dyy).detach().clamp(min=1e-8)
     total = x.new_zeros(())
     for s in scales:
         c = s * ref
-        kxx, kyy, kxy = c / (c + dxx), c / (c + dyy), c / (c + dxy)
-        total = total + ((kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
-                         + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1)) - 2.0 * kxy.mean())
+        within = off_diagonal_mean(c / (c + dxx)) + off_diagonal_mean(c / (c + dyy))
+        total = total + within - 2.0 * (c / (c + dxy)).mean()
     return total
 
 
@@ -67,6 +64,8 @@ class DanceCodeMMD(LossTerm):
     def compute(self, step, out, nets) -> torch.Tensor:
         real, music = out["dance_z"].detach(), out["music_z"]
         spread = float(self.option("code_mmd_style_spread", 0.0))
-        if spread > 0:
-            real, music = with_style(real, out["style"], real, spread), with_style(music, out["style"], real, spread)
+        if spread > 0:  # the style feature, scaled to `spread` times the real codes' mean squared distance
+            style = out["style"].detach()
+            style = style * (spread * mean_squared_distance(real) / mean_squared_distance(style)).sqrt()
+            real, music = torch.cat([real, style], dim=1), torch.cat([music, style], dim=1)
         return mmd(music, real)
