@@ -136,6 +136,7 @@ def _composition_losses() -> dict[str, LossTermConfig]:
         "movement_reconstruction": term(1.0),
         "pose_reconstruction": term(10.0),
         "dance_code_mmd": term(10.0, enabled=False),  # not the paper's: d2m-lab's, for `small`
+        "movement_code_mmd": term(10.0, enabled=False),  # not the paper's: d2m-lab's (docs/training.md 3f)
     }
 
 

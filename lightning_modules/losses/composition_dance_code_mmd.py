@@ -62,10 +62,15 @@ class DanceCodeMMD(LossTerm):
     reads = ("dance_z", "music_z", "style")  # the forward-pass outputs `compute` reads
 
     def compute(self, step, out, nets) -> torch.Tensor:
-        real, music = out["dance_z"].detach(), out["music_z"]
-        spread = float(self.option("code_mmd_style_spread", 0.0))
-        if spread > 0:  # the style feature, scaled to `spread` times the real codes' mean squared distance
-            style = out["style"].detach()
-            style = style * (spread * mean_squared_distance(real) / mean_squared_distance(style)).sqrt()
-            real, music = torch.cat([real, style], dim=1), torch.cat([music, style], dim=1)
-        return mmd(music, real)
+        return code_mmd(out["music_z"], out["dance_z"], out["style"], float(self.option("code_mmd_style_spread", 0.0)))
+
+
+def code_mmd(music: torch.Tensor, real: torch.Tensor, style: torch.Tensor, spread: float) -> torch.Tensor:
+    """MMD of music-made codes (N, D) against real ones (N, D, detached here), each row's style (N, S)
+    joined at `spread` times the real codes' mean squared distance when `spread` > 0."""
+    real = real.detach()
+    if spread > 0:
+        style = style.detach()
+        style = style * (spread * mean_squared_distance(real) / mean_squared_distance(style)).sqrt()
+        real, music = torch.cat([real, style], dim=1), torch.cat([music, style], dim=1)
+    return mmd(music, real)
