@@ -59,18 +59,16 @@ class DanceCodeMMD(LossTerm):
     name = "dance_code_mmd"
     model = "composition"
     steps = ("generator",)
-    reads = ("dance_z", "music_z", "style")  # the forward-pass outputs `compute` reads
+    music_code, real_code = "music_z", "dance_z"  # the codes matched: one per sequence here
+    reads = (real_code, music_code, "style")  # the forward-pass outputs `compute` reads
 
     def compute(self, step, out, nets) -> torch.Tensor:
-        return code_mmd(out["music_z"], out["dance_z"], out["style"], float(self.option("code_mmd_style_spread", 0.0)))
-
-
-def code_mmd(music: torch.Tensor, real: torch.Tensor, style: torch.Tensor, spread: float) -> torch.Tensor:
-    """MMD of music-made codes (N, D) against real ones (N, D, detached here), each row's style (N, S)
-    joined at `spread` times the real codes' mean squared distance when `spread` > 0."""
-    real = real.detach()
-    if spread > 0:
-        style = style.detach()
-        style = style * (spread * mean_squared_distance(real) / mean_squared_distance(style)).sqrt()
-        real, music = torch.cat([real, style], dim=1), torch.cat([music, style], dim=1)
-    return mmd(music, real)
+        real, music = out[self.real_code].detach(), out[self.music_code]
+        spread = float(self.option("code_mmd_style_spread", 0.0))
+        if spread > 0:  # the style feature, scaled to `spread` times the real codes' mean squared distance
+            style = out["style"].detach()
+            # a sequence's style for each of its rows (codes per unit are sample-major, L rows a sequence)
+            style = style.repeat_interleave(music.shape[0] // style.shape[0], dim=0)
+            style = style * (spread * mean_squared_distance(real) / mean_squared_distance(style)).sqrt()
+            real, music = torch.cat([real, style], dim=1), torch.cat([music, style], dim=1)
+        return mmd(music, real)

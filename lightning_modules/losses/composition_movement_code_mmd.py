@@ -10,21 +10,12 @@ for the real units (detached: the encoder is the VAE's, frozen). `code_mmd_style
 each unit's music style feature, as in `dance_code_mmd`, so the codes are matched style by style.
 """
 
-import torch
-
-from lightning_modules.losses.base import LossTerm, register
-from lightning_modules.losses.composition_dance_code_mmd import code_mmd
+from lightning_modules.losses.base import register
+from lightning_modules.losses.composition_dance_code_mmd import DanceCodeMMD
 
 
 @register
-class MovementCodeMMD(LossTerm):
+class MovementCodeMMD(DanceCodeMMD):
     name = "movement_code_mmd"
-    model = "composition"
-    steps = ("generator",)
-    reads = ("music_movement_mean", "movement_mean", "style")  # the forward-pass outputs `compute` reads
-
-    def compute(self, step, out, nets) -> torch.Tensor:
-        music, real, style = out["music_movement_mean"], out["movement_mean"], out["style"]
-        units = music.shape[0] // style.shape[0]  # rows are sample-major: the L units of a sample in a row
-        return code_mmd(music, real, style.repeat_interleave(units, dim=0),
-                        float(self.option("code_mmd_style_spread", 0.0)))
+    music_code, real_code = "music_movement_mean", "movement_mean"  # L codes per sequence
+    reads = (real_code, music_code, "style")
