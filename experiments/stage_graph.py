@@ -5,7 +5,9 @@ A stage's key hashes exactly the config leaves that stage reads and the keys of 
 LightningModule class a stage builds lists its leaves in `CONFIG_READS` (dotted prefixes of the
 experiment config: `"style"` is the whole style block, `"data.window_stride"` one leaf), and the
 stage adds what it reads itself (the seed, the trainer settings that change numbers). A leaf that no
-stage reads (logging, the run's name, thread counts) is in no key, so changing it never retrains.
+stage reads (logging, the run's name, thread counts) is in no key, so changing it never retrains;
+nor does a loss term that is switched off (it is never built), so adding a term to the schema
+switched off keeps every stage trained before it.
 
 The same graph orders the stages of a run (`stages_until`) and builds the keys, so the two cannot
 disagree. `stage_spec` is what a key hashes and what a stage folder's `stage.yaml` holds.
@@ -96,7 +98,23 @@ def stage_section(cfg: DictConfig, name: str) -> dict[str, Any]:
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = to_container(value)
-    return out
+    return _without_disabled_terms(out)
+
+
+def _without_disabled_terms(section: dict[str, Any]) -> dict[str, Any]:
+    """The section with every switched-off loss term left out of each block's `losses`.
+
+    A term that is off is never built (`losses.build_terms`), so nothing it holds can change what a
+    stage computes: its weight, its warm-up and a term added to the schema switched off (a new
+    d2m-lab term) leave the keys, and the stages trained before, as they were. Switching a term on
+    adds it, so the key changes.
+    """
+    for block in section.values():
+        losses = block.get("losses") if isinstance(block, dict) else None
+        if isinstance(losses, dict):
+            for name in [n for n, term in losses.items() if isinstance(term, dict) and term.get("enabled") is False]:
+                del losses[name]
+    return section
 
 
 @cache

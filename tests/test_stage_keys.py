@@ -66,9 +66,19 @@ def flipped(value):
     raise TypeError(f"no flip for {type(value).__name__}")
 
 
+def switched_off_term(leaf):
+    """True for a leaf of a loss term that BASE has switched off, other than its `enabled` switch."""
+    parts = leaf.split(".")
+    if len(parts) != 4 or parts[1] != "losses" or parts[3] == "enabled":
+        return False
+    return not OmegaConf.select(BASE, ".".join([*parts[:3], "enabled"]))
+
+
 def expected_for(leaf):
     matches = [p for p in EXPECTED if leaf == p or leaf.startswith(p + ".")]
     assert matches, f"config leaf '{leaf}' has no row in EXPECTED"
+    if switched_off_term(leaf):
+        return set()  # a term that is off is never built: nothing it holds is in a key
     return set(EXPECTED[max(matches, key=len)].split())
 
 
@@ -79,6 +89,20 @@ def test_flipping_a_leaf_changes_exactly_the_stages_that_read_it(leaf):
     assert OmegaConf.select(cfg, leaf) != OmegaConf.select(BASE, leaf)
     changed = {s for s in STAGES if stage_key(cfg, s) != stage_key(BASE, s)}
     assert changed == expected_for(leaf)
+
+
+def test_a_term_switched_off_is_in_no_key_and_switching_it_on_is():
+    off = [leaf for leaf in LEAVES if switched_off_term(leaf)]
+    assert "decomposition.losses.velocity_reconstruction.weight" in off  # tiny leaves it off
+    assert "composition.losses.dance_code_mmd.weight" in off
+    cfg = copy.deepcopy(BASE)
+    del cfg.composition.losses["movement_code_mmd"]  # the schema as it was before the term existed
+    assert all(stage_key(cfg, s) == stage_key(BASE, s) for s in STAGES)
+    assert "movement_code_mmd" not in yaml.safe_load(stage_yaml(BASE, "composition"))["composition"]["losses"]
+    on = load_config("tiny", ["composition.losses.movement_code_mmd.enabled=true"])
+    assert {s for s in STAGES if stage_key(on, s) != stage_key(BASE, s)} == {"composition", "evaluation"}
+    spec = yaml.safe_load(stage_yaml(on, "composition"))["composition"]["losses"]["movement_code_mmd"]
+    assert spec["enabled"] is True and spec["weight"] == 10.0
 
 
 def test_every_row_of_the_table_names_real_leaves():
