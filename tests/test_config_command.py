@@ -23,7 +23,8 @@ def test_config_stage_prints_its_key_then_what_the_key_hashes(capsys):
     assert first == f"key: {key}"
     section = yaml.safe_load(rest)
     assert config_hash(section) == key
-    assert section["composition"]["losses"]["kl"]["enabled"] is False
+    assert "kl" not in section["composition"]["losses"]  # a term switched off is in no key
+    assert section["composition"]["losses"]["style_alignment"]["enabled"] is True
     assert "logging" not in section and "evaluation" not in section
     assert set(section["upstream"]) == {"data", "style", "decomposition"}
 
