@@ -5,6 +5,8 @@ The numbers are the original release's (DESIGN.md section 2); presets and YAML f
 
 from dataclasses import dataclass, field
 
+from common.errors import D2MError
+
 
 @dataclass
 class FeatureConfig:
@@ -52,6 +54,27 @@ class DataConfig:
     # training units only: both copies scaled by one factor drawn uniformly from 1 +- this, about the
     # unit's first-pose centre, so the VAE meets more body sizes than the dataset's few dancers (0: off)
     scale_jitter: float = 0.0
+    # training units only: every bone made 1 +- this times as long (one factor per bone and unit), a
+    # dancer of other proportions doing the same moves (0: off)
+    bone_jitter: float = 0.0
+    # training units only: the probability that a unit is mirrored, left and right swapped (0: off)
+    mirror: float = 0.0
+    # training sequences of the composition stage: the probability that one is mirrored (0: off)
+    sequence_mirror: float = 0.0
     num_workers: int = 0
     synth: SynthConfig = field(default_factory=SynthConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+
+
+# The augmentations of training units and sequences (torch_data.UnitPairDataset, SequenceDataset)
+# and the values each may take: a jitter of 1 or more could shrink a body to nothing; a mirror's is
+# a probability.
+AUGMENTATIONS = {"scale_jitter": "[0, 1)", "bone_jitter": "[0, 1)", "mirror": "[0, 1]", "sequence_mirror": "[0, 1]"}
+
+
+def check_augmentations(**values: float) -> None:
+    """Refuse an augmentation outside its range, naming its config key."""
+    for key, value in values.items():
+        top_ok = AUGMENTATIONS[key].endswith("]")
+        if not (0.0 <= float(value) < 1.0 or (top_ok and float(value) == 1.0)):
+            raise D2MError(f"bad value for config key 'data.{key}': {value}; must be in {AUGMENTATIONS[key]}")

@@ -129,6 +129,6 @@ def build_datamodule(kind: str, data_cfg: Any, root: str | Path | None = None, b
     styles = list(cfg.styles) or None
     if kind == "units":
         return UnitDataModule(root, spec, jitter=(cfg.jitter_x, cfg.jitter_y), scale_jitter=cfg.scale_jitter,
-                              styles=styles, **common)
-    return SequenceDataModule(root, spec, styles=styles, **common)
+                              bone_jitter=cfg.bone_jitter, mirror=cfg.mirror, styles=styles, **common)
+    return SequenceDataModule(root, spec, styles=styles, mirror=cfg.sequence_mirror, **common)
 

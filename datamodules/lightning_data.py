@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from common.errors import D2MError
+from datamodules.config import check_augmentations
 from datamodules.dataset import SPLITS, CanonicalDataset
 from datamodules.motion import kinematic_beats
 from datamodules.skeleton import flatten, normalise
@@ -155,16 +156,17 @@ class UnitDataModule(_UnitBase):
     """Dance units as pairs of jittered copies (`pose_a`, `pose_b`, normalised) with their `label`."""
 
     kind = "units"
-    CONFIG_READS = (*_UnitBase.CONFIG_READS, "data.jitter_x", "data.jitter_y", "data.scale_jitter")
+    CONFIG_READS = (*_UnitBase.CONFIG_READS, "data.jitter_x", "data.jitter_y", "data.scale_jitter",
+                    "data.bone_jitter", "data.mirror")
 
     def __init__(self, root: str | Path, spec: UnitSpec | None = None,
                  jitter: tuple[float, float] = (50.0, 20.0), batch_size: int = 64, seed: int = 0,
-                 num_workers: int = 0, styles: list[str] | None = None, scale_jitter: float = 0.0) -> None:
+                 num_workers: int = 0, styles: list[str] | None = None, scale_jitter: float = 0.0,
+                 bone_jitter: float = 0.0, mirror: float = 0.0) -> None:
         super().__init__(root, spec, batch_size, seed, num_workers, styles)
         self.jitter = (float(jitter[0]), float(jitter[1]))
-        if not 0.0 <= float(scale_jitter) < 1.0:
-            raise D2MError(f"data.scale_jitter must be in [0, 1), got {scale_jitter}")
-        self.scale_jitter = float(scale_jitter)
+        check_augmentations(scale_jitter=scale_jitter, bone_jitter=bone_jitter, mirror=mirror)
+        self.scale_jitter, self.bone_jitter, self.mirror = float(scale_jitter), float(bone_jitter), float(mirror)
 
     def _build(self, split: str) -> Dataset:
         clips, labels = self._clips(split, self.styles)
@@ -175,14 +177,21 @@ class UnitDataModule(_UnitBase):
         return UnitPairDataset(tensor(bank.poses), tensor(bank.unit_index, torch.int64),
                                tensor(bank.unit_labels, torch.int64), tensor(self.pose_mean),
                                tensor(self.pose_std), self.jitter, train=split == "train", seed=seed,
-                               scale_jitter=self.scale_jitter)
+                               scale_jitter=self.scale_jitter, bone_jitter=self.bone_jitter,
+                               mirror=self.mirror)
 
 
 class SequenceDataModule(_UnitBase):
     """Sequences of L units (`poses` (L, 32, 28)) with all the music under them (`features` (L*32, F))."""
 
     kind = "sequences"
-    CONFIG_READS = (*_UnitBase.CONFIG_READS, "data.sequence_units")
+    CONFIG_READS = (*_UnitBase.CONFIG_READS, "data.sequence_units", "data.sequence_mirror")
+
+    def __init__(self, root: str | Path, spec: UnitSpec | None = None, batch_size: int = 64, seed: int = 0,
+                 num_workers: int = 0, styles: list[str] | None = None, mirror: float = 0.0) -> None:
+        super().__init__(root, spec, batch_size, seed, num_workers, styles)
+        check_augmentations(sequence_mirror=mirror)
+        self.mirror = float(mirror)
 
     def _build(self, split: str) -> Dataset:
         clips, labels = self._clips(split, self.styles)
@@ -191,4 +200,6 @@ class SequenceDataModule(_UnitBase):
         beats = [kinematic_beats(c.poses) for c in clips] if self.spec.mode == "beat_normalized" else None
         bank = build_bank(poses, feats, labels, self.spec, beats)
         return SequenceDataset(tensor(bank.poses), tensor(bank.features), tensor(bank.seq_index, torch.int64),
-                               tensor(bank.seq_labels, torch.int64))
+                               tensor(bank.seq_labels, torch.int64), mirror=self.mirror if split == "train" else 0.0,
+                               mean=tensor(self.pose_mean), std=tensor(self.pose_std),
+                               seed=self.seed + SPLITS.index(split) * 7919)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from common.errors import D2MError
+from datamodules.config import AUGMENTATIONS, check_augmentations
 from experiments.presets import PRESETS
 from experiments.schema import ExperimentConfig
 from lightning_modules.losses import known_terms
@@ -129,8 +130,7 @@ def validate(cfg: DictConfig) -> None:
                 )
     if cfg.seed < 0:
         raise D2MError(f"bad value for config key 'seed': {cfg.seed}; must be >= 0")
-    if not 0.0 <= cfg.data.scale_jitter < 1.0:
-        raise D2MError(f"bad value for config key 'data.scale_jitter': {cfg.data.scale_jitter}; must be in [0, 1)")
+    check_augmentations(**{key: cfg.data[key] for key in AUGMENTATIONS})
 
 
 def to_yaml(cfg: DictConfig) -> str:

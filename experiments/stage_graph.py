@@ -6,8 +6,8 @@ LightningModule class a stage builds lists its leaves in `CONFIG_READS` (dotted 
 experiment config: `"style"` is the whole style block, `"data.window_stride"` one leaf), and the
 stage adds what it reads itself (the seed, the trainer settings that change numbers). A leaf that no
 stage reads (logging, the run's name, thread counts) is in no key, so changing it never retrains;
-nor does a loss term that is switched off (it is never built), so adding a term to the schema
-switched off keeps every stage trained before it.
+nor does a loss term that is switched off (it is never built) or a training-unit augmentation at 0,
+so adding a term or an augmentation to the schema switched off keeps every stage trained before it.
 
 The same graph orders the stages of a run (`stages_until`) and builds the keys, so the two cannot
 disagree. `stage_spec` is what a key hashes and what a stage folder's `stage.yaml` holds.
@@ -23,6 +23,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from common.errors import D2MError
+from datamodules.config import AUGMENTATIONS
 from experiments.config import config_hash, to_container
 
 # Trainer settings that change the numbers a stage produces (threads, logging cadence and the
@@ -98,7 +99,17 @@ def stage_section(cfg: DictConfig, name: str) -> dict[str, Any]:
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = to_container(value)
-    return _without_disabled_terms(out)
+    return _without_augmentations_off(_without_disabled_terms(out))
+
+
+def _without_augmentations_off(section: dict[str, Any]) -> dict[str, Any]:
+    """The section without the training-unit augmentations that are off (at 0), for the reason
+    loss terms that are off are left out: an augmentation added to the schema keeps every stage."""
+    data = section.get("data")
+    if isinstance(data, dict):
+        for key in [k for k in AUGMENTATIONS if data.get(k) == 0]:
+            del data[key]
+    return section
 
 
 def _without_disabled_terms(section: dict[str, Any]) -> dict[str, Any]:

@@ -86,3 +86,7 @@ def test_a_scale_jitter_outside_its_range_is_refused_before_any_work():
     with pytest.raises(D2MError, match="data.scale_jitter"):
         load_config("tiny", ["data.scale_jitter=1.5"])
     assert load_config("tiny", ["data.scale_jitter=0.2"]).data.scale_jitter == 0.2
+    for key, bad in (("bone_jitter", 1.0), ("mirror", 1.1), ("mirror", -0.5)):
+        with pytest.raises(D2MError, match=f"data.{key}"):
+            load_config("tiny", [f"data.{key}={bad}"])
+    assert load_config("tiny", ["data.mirror=1"]).data.mirror == 1.0

@@ -7,6 +7,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from common.errors import D2MError
+from datamodules.lightning_data import UnitDataModule
 from experiments import stage_graph
 from experiments.config import config_hash, load_config
 from experiments.stage_graph import STAGES, stage_key, stage_section, stage_yaml, stages_until
@@ -25,7 +26,8 @@ EXPECTED = {
     "data.window_stride": "style composition evaluation",
     "data.styles": UNITS, "data.unit_mode": UNITS, "data.unit_frames": UNITS, "data.unit_stride": UNITS,
     "data.beat_min_gap": UNITS, "data.beat_max_gap": UNITS, "data.jitter_x": UNITS, "data.jitter_y": UNITS,
-    "data.scale_jitter": UNITS,
+    "data.scale_jitter": UNITS, "data.bone_jitter": UNITS, "data.mirror": UNITS,
+    "data.sequence_mirror": "composition evaluation",
     "data.sequence_units": "composition evaluation",
     "style": "style composition evaluation",
     "decomposition": UNITS,
@@ -103,6 +105,22 @@ def test_a_term_switched_off_is_in_no_key_and_switching_it_on_is():
     assert {s for s in STAGES if stage_key(on, s) != stage_key(BASE, s)} == {"composition", "evaluation"}
     spec = yaml.safe_load(stage_yaml(on, "composition"))["composition"]["losses"]["movement_code_mmd"]
     assert spec["enabled"] is True and spec["weight"] == 10.0
+
+
+def test_an_augmentation_at_zero_is_in_no_key_and_turning_it_on_is(monkeypatch):
+    assert BASE.data.mirror == 0 and BASE.data.bone_jitter == 0  # tiny leaves them off
+    keys = {s: stage_key(BASE, s) for s in STAGES}
+    # the code as it was before the two existed: the unit data module did not read them
+    before = tuple(r for r in UnitDataModule.CONFIG_READS if r not in ("data.mirror", "data.bone_jitter"))
+    monkeypatch.setattr(UnitDataModule, "CONFIG_READS", before)
+    stage_graph.stage_reads.cache_clear()
+    assert {s: stage_key(BASE, s) for s in STAGES} == keys
+    monkeypatch.undo()
+    stage_graph.stage_reads.cache_clear()
+    assert "mirror" not in yaml.safe_load(stage_yaml(BASE, "decomposition"))["data"]
+    on = load_config("tiny", ["data.mirror=0.5"])
+    assert {s for s in STAGES if stage_key(on, s) != stage_key(BASE, s)} == set(UNITS.split())
+    assert yaml.safe_load(stage_yaml(on, "decomposition"))["data"]["mirror"] == 0.5
 
 
 def test_every_row_of_the_table_names_real_leaves():
