@@ -4,7 +4,7 @@ Nothing here reads or writes W&B: deleting every wandb/ folder leaves the tables
 summary run is a separate step, ablations/wandb_summary.py). Which runs a table holds comes from
 ablations/rebuild.py. Outputs under
 results/<matrix>/: <table>.csv/.md/.tex (cells x metrics, mean +- std over seeds, difference to the
-baseline cell with its 95% Welch interval and p-value, and the real-data reference row),
+baseline cell with its 95% interval and p-value, paired by seed, and the real-data reference row),
 timing.csv/.md (stage x device), and PNG plots.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from ablations.stats import mean_std, welch
+from ablations.stats import mean_std, paired
 from common.atomic import read_json, write_text
 from common.numbers import format_number
 
@@ -79,6 +79,10 @@ def is_protocol(key: str) -> bool:
     return "/protocol/" in key
 
 
+def _by_seed(group: pd.DataFrame, metric: str) -> dict[int, float]:
+    return {int(seed): float(value) for seed, value in zip(group["seed"], group[metric], strict=True)}
+
+
 def ablation_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Rows: cells (then the reference row); columns per metric: mean, std, n, diff, CI, p."""
     if runs.empty:
@@ -91,12 +95,16 @@ def ablation_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
         device = group["device"].iloc[0]
         base = runs[(runs["cell"] == baseline) & (runs["device"] == device)]
         row: dict[str, Any] = {"cell": label, "n_seeds": len(group)}
+        tests = set()
         for m in metrics:
             vals = group[m].astype(float).tolist()
             row[f"{m}_mean"], row[f"{m}_std"] = mean_std(vals)
             if not base.empty and group["cell"].iloc[0] != baseline:
-                w = welch(vals, base[m].astype(float).tolist())
+                w = paired(_by_seed(group, m), _by_seed(base, m))
+                tests.add(w.pop("test"))
                 row.update({f"{m}_{k}": v for k, v in w.items()})
+        if tests:
+            row["comparison"] = tests.pop() if len(tests) == 1 else "mixed"
         rows.append(row)
     ref_cols = [c for c in runs.columns if c.startswith("reference/") and not c.startswith(CONTROLS_PREFIX)]
     if ref_cols:
@@ -146,6 +154,16 @@ def _cell_text(row: pd.Series, m: str, latex: bool) -> str:
         pv = f", p={format_number(p, 2)}" if not pd.isna(p) else ""
         text += f" ({delta} {format_number(diff)}{ci}{pv})"
     return text
+
+
+def _comparison_words(table: pd.DataFrame) -> str:
+    """How the table's differences were tested, for its caption."""
+    kinds = set(table["comparison"].dropna()) if "comparison" in table.columns else set()
+    if kinds == {"paired"}:
+        return "paired by seed (the cells of one seed share its data, VAE and style extractor where their keys agree)"
+    if kinds == {"welch"} or not kinds:
+        return "Welch's test (the cells' seeds differ)"
+    return "paired by seed where both cells ran the same seeds, Welch's test otherwise (column 'comparison')"
 
 
 def shown_metrics(table: pd.DataFrame, metrics: dict[str, str]) -> dict[str, str]:
@@ -226,7 +244,8 @@ def build_tables(out: Path, entries: list[dict[str, Any]], baseline: str, title:
     runs = collect_runs(entries)
     table = ablation_table(runs, baseline)
     if not table.empty:
-        caption = f"{title}: mean ± std over seeds; Δ = difference to '{baseline}' with 95% Welch interval and p-value."
+        caption = (f"{title}: mean ± std over seeds; Δ = difference to '{baseline}' with 95% interval and p-value,"
+                   f" {_comparison_words(table)}.")
         if "evaluation/beat_align" in metrics:
             caption += " Beat align uses sigma = 0.75 frames at 15 fps (3 frames at 60 fps)."
         if "evaluation/fid_kinetic" in metrics:

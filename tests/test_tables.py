@@ -8,17 +8,17 @@ import pytest
 from scipy import stats
 
 from ablations.rebuild import TableSpec, load_spec, rebuild_tables
-from ablations.stats import mean_std, welch
+from ablations.stats import mean_std, paired, welch
 from ablations.tables import REFERENCE_ROW, build_tables
 from common.atomic import write_json
 from common.errors import D2MError
 
 
-def fake_runs(tmp_path, values):
+def fake_runs(tmp_path, values, first_seed=0):
     """Run folders holding only what tables read: metrics.json, timings.json, stages.json."""
     entries = []
     for cell, per_seed in values.items():
-        for seed, v in enumerate(per_seed):
+        for seed, v in enumerate(per_seed, start=first_seed):
             folder = tmp_path / "runs" / f"{cell}-s{seed}"
             write_json(folder / "metrics.json", {
                 "evaluation/fid_kinetic": v, "evaluation/beat_f1": v / 10, "evaluation/fid_kinetic_floor": 0.5,
@@ -48,9 +48,12 @@ def test_ablation_table_means_differences_and_reference(tmp_path):
     assert full["evaluation/fid_kinetic_mean"] == pytest.approx(12.0)
     assert full["evaluation/fid_kinetic_std"] == pytest.approx(2.0)
     assert ablated["evaluation/fid_kinetic_diff"] == pytest.approx(10.0)
-    expected_p = stats.ttest_ind([20.0, 21.0, 25.0], [10.0, 12.0, 14.0], equal_var=False).pvalue
+    # the same seeds on both sides: seed-by-seed differences 10, 9, 11 (mean 10, sd 1, t(2) = 4.303)
+    expected_p = stats.ttest_rel([20.0, 21.0, 25.0], [10.0, 12.0, 14.0]).pvalue
     assert ablated["evaluation/fid_kinetic_p"] == pytest.approx(expected_p)
-    assert ablated["evaluation/fid_kinetic_ci_low"] < 10.0 < ablated["evaluation/fid_kinetic_ci_high"]
+    assert ablated["evaluation/fid_kinetic_ci_low"] == pytest.approx(10.0 - 4.3027 / 3**0.5, abs=1e-3)
+    assert ablated["evaluation/fid_kinetic_ci_high"] == pytest.approx(10.0 + 4.3027 / 3**0.5, abs=1e-3)
+    assert ablated["comparison"] == "paired"
     assert ref["evaluation/fid_kinetic_mean"] == pytest.approx(1.0) and ref["n_seeds"] == 0
     static, walk = table.iloc[3], table.iloc[4]
     assert static["evaluation/fid_kinetic_mean"] == 70.0 and static["evaluation/beat_f1_mean"] == 0.0
@@ -109,6 +112,35 @@ def test_results_folder_and_runs_group_give_the_same_bytes(tmp_path):
             assert written[kind].read_bytes() == first[kind].read_bytes(), (folder, kind)
     with pytest.raises(D2MError, match="neither a results folder"):
         load_spec(tmp_path / "runs" / "full-s0")
+
+
+def test_paired_differences_leave_out_the_luck_two_cells_share_through_a_seed():
+    # seed 1 is good in both cells: as two independent samples the shift of +1 drowns in the seeds'
+    # spread, seed by seed it is the same +1 every time
+    base = {0: 10.0, 1: 30.0, 2: 12.0}
+    cell = {0: 11.0, 1: 31.2, 2: 12.9}
+    p = paired(cell, base)
+    w = welch(list(cell.values()), list(base.values()))
+    assert p["test"] == "paired" and p["diff"] == pytest.approx(w["diff"]) == pytest.approx(1.0333, abs=1e-3)
+    assert p["p"] == pytest.approx(stats.ttest_rel([11.0, 31.2, 12.9], [10.0, 30.0, 12.0]).pvalue)
+    assert p["p"] < 0.05 < 0.9 < w["p"]
+    assert p["ci_low"] > 0 > w["ci_low"]
+    # seeds that do not match, or one seed in common, fall back to Welch over all the values
+    other = paired({3: 11.0, 4: 31.2, 5: 12.9}, base)
+    assert other["test"] == "welch" and other["p"] == pytest.approx(w["p"])
+    assert paired({0: 11.0, 1: 31.2, 7: 5.0}, base)["test"] == "welch"
+    assert paired({0: 2.0}, {0: 1.0})["test"] == "welch"
+
+
+def test_a_table_of_unmatched_seeds_says_it_used_welch(tmp_path):
+    entries = fake_runs(tmp_path, {"full": [10.0, 12.0, 14.0]})
+    entries += fake_runs(tmp_path / "b", {"ablated": [20.0, 21.0, 25.0]}, first_seed=5)
+    written = build_tables(tmp_path / "out", entries, baseline="full", title="t")
+    ablated = pd.read_csv(written["csv"]).iloc[1]
+    assert ablated["comparison"] == "welch"
+    expected_p = stats.ttest_ind([20.0, 21.0, 25.0], [10.0, 12.0, 14.0], equal_var=False).pvalue
+    assert ablated["evaluation/fid_kinetic_p"] == pytest.approx(expected_p)
+    assert "Welch" in written["md"].read_text().splitlines()[0]
 
 
 def test_welch_with_too_few_seeds_gives_difference_only():
