@@ -148,6 +148,22 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
+# The interrupts `_redeliver_swallowed_interrupt` is sending again, with their timers: the callback
+# that dropped one may also have failed the call it served (a read callback of an audio decoder),
+# and the error that follows is then the signal's doing, not bad input.
+_SWALLOWED: list[tuple[KeyboardInterrupt, threading.Timer]] = []
+
+
+def _swallowed_interrupt() -> KeyboardInterrupt | None:
+    """The interrupt being sent again, if any, its re-sending cancelled: the caller reports it."""
+    if not _SWALLOWED:
+        return None
+    exc, resend = _SWALLOWED.pop()
+    resend.cancel()
+    _SWALLOWED.clear()
+    return exc
+
+
 def _redeliver_swallowed_interrupt(unraisable) -> None:
     """Send again a SIGTERM or Ctrl-C whose exception Python had to drop.
 
@@ -160,6 +176,7 @@ def _redeliver_swallowed_interrupt(unraisable) -> None:
         signum = signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT
         resend = threading.Timer(0.05, os.kill, (os.getpid(), signum))
         resend.daemon = True
+        _SWALLOWED.append((unraisable.exc_value, resend))
         resend.start()
     else:
         sys.__unraisablehook__(unraisable)
@@ -308,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     from experiments.quiet import install
 
     install()
+    _SWALLOWED.clear()
     args = build_parser().parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None  # unwind, cleaning up
@@ -315,7 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "quiet", False):
         os.environ[ENV_MODE] = "off"  # read by the trainers and the matrix status, here and in child processes
     try:
-        args.func(args)
+        try:
+            args.func(args)
+        except D2MError:
+            dropped = _swallowed_interrupt()
+            if dropped is not None:  # an error a dropped signal caused: report the signal
+                raise dropped from None
+            raise
     except D2MError as err:
         if os.environ.get("D2M_TRACEBACK"):
             raise

@@ -211,3 +211,34 @@ def test_a_signal_python_drops_in_a_callback_still_stops_the_command(name, code,
     assert "carried on" not in proc.stdout
     assert proc.returncode == code, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(line)
+
+
+def test_an_error_that_a_dropped_sigterm_caused_is_reported_as_the_sigterm(monkeypatch, capsys):
+    """A SIGTERM raised inside a callback Python cannot raise from (a decoder's read callback) is
+    dropped and sent again a moment later; the call it broke fails first. The command must stop as
+    terminated (143), not as bad input (2), and must not be sent the signal again after it returned."""
+    import argparse
+    import types
+
+    from common.errors import D2MError, Terminated
+    from d2m import cli
+
+    kills = []
+    monkeypatch.setattr(os, "kill", lambda pid, signum: kills.append(signum))
+
+    def broken_by_a_signal(args):
+        sys.unraisablehook(types.SimpleNamespace(exc_value=Terminated(), exc_type=Terminated))
+        raise D2MError("cannot decode audio file x.wav: initialization failed")
+
+    def bad_input(args):
+        raise D2MError("cannot decode audio file x.wav: not audio")
+
+    for func, code in ((broken_by_a_signal, 143), (bad_input, 2)):
+        parser = argparse.ArgumentParser()
+        parser.set_defaults(func=func)
+        monkeypatch.setattr(cli, "build_parser", lambda parser=parser: parser)
+        assert cli.main([]) == code
+        time.sleep(0.2)  # past the re-sending timer
+        assert kills == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("d2m: terminated") and err[1].startswith("d2m: error: cannot decode")
