@@ -146,6 +146,10 @@ class _UnitBase(_ClipDataModule):
         super().__init__(root, batch_size, seed, num_workers, styles)
         self.spec = spec or UnitSpec()
 
+    def _split_seed(self, split: str) -> int:
+        """The seed of a split's own random stream (jitter offsets, augmentations), apart from the others'."""
+        return self.seed + SPLITS.index(split) * 7919
+
     def _too_short_hint(self) -> str:
         if self.spec.mode == "beat_normalized":
             return "no run of regular kinematic beats long enough, or no clip of the chosen styles"
@@ -173,10 +177,10 @@ class UnitDataModule(_UnitBase):
         poses = [flatten(c.poses) for c in clips]
         empty = [np.zeros((c.n_frames, 0), np.float32) for c in clips]  # units need no music
         bank = build_bank(poses, empty, labels, self.spec)
-        seed = self.seed + SPLITS.index(split) * 7919  # own stream per split
         return UnitPairDataset(tensor(bank.poses), tensor(bank.unit_index, torch.int64),
                                tensor(bank.unit_labels, torch.int64), tensor(self.pose_mean),
-                               tensor(self.pose_std), self.jitter, train=split == "train", seed=seed,
+                               tensor(self.pose_std), self.jitter, train=split == "train",
+                               seed=self._split_seed(split),
                                scale_jitter=self.scale_jitter, bone_jitter=self.bone_jitter,
                                mirror=self.mirror)
 
@@ -202,4 +206,4 @@ class SequenceDataModule(_UnitBase):
         return SequenceDataset(tensor(bank.poses), tensor(bank.features), tensor(bank.seq_index, torch.int64),
                                tensor(bank.seq_labels, torch.int64), mirror=self.mirror if split == "train" else 0.0,
                                mean=tensor(self.pose_mean), std=tensor(self.pose_std),
-                               seed=self.seed + SPLITS.index(split) * 7919)
+                               seed=self._split_seed(split))

@@ -20,7 +20,9 @@ the paper is written out below, the objective's switches included:
 - `optim.betas: [0.5, 0.999]`, `optim.clip_mode: joint`: GAN-style Adam momentum, one gradient norm;
 - decomposition: the `velocity_reconstruction` term on (weight 30), lr 5e-3 with a 50-step warm-up
   and a cosine decay to 5%, no gradient clipping, 1250 steps (docs/training.md, sections 2 and 3e);
-- composition: `finetune_lr_scale: 0` (the movement encoder and the pose decoder stay as the VAE
+- composition: z_dance 32 wide and the dance encoder and decoder GRUs 512 (the paper's 512 and 1024;
+  at 128 the dances moved at 0.44 of the real speed, at 512 0.59 and at 1024 no faster, section 3i),
+  `finetune_lr_scale: 0` (the movement encoder and the pose decoder stay as the VAE
   stage trained them; fine-tuning them let the movement reconstruction pull the codes to a crawl,
   docs/training.md section 3b), the movement reconstruction at 10, `music_kl` on, `style_step:
   joint`, `style_frames: 0` (the style feature over all the music under the sequence), and the
@@ -55,7 +57,7 @@ PRESETS: dict[str, dict] = {
         },
         "composition": {
             "dance_dim": 32,
-            "hidden": 128,
+            "hidden": 512,  # the dance encoder's and decoder's GRUs (docs/training.md 3i)
             "disc_hidden": [128, 64, 32, 30],
             "regressor_hidden": [64, 64, 32],
             "kl_reduction": "mean",
