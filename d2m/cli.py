@@ -319,6 +319,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt_behind(err: BaseException) -> KeyboardInterrupt | None:
+    """The SIGTERM or Ctrl-C an error was raised while handling, if any.
+
+    A signal that lands inside a compiled extension's module initialisation comes back as
+    `ImportError("initialization failed")` whose cause is the interrupt (pybind11 wraps it so), and
+    `load_audio` turns that into "cannot decode audio file": the chain of causes still holds it.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = err
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return link
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
     from experiments.progress import ENV_MODE
@@ -335,9 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             args.func(args)
-        except D2MError:
-            dropped = _swallowed_interrupt()
-            if dropped is not None:  # an error a dropped signal caused: report the signal
+        except D2MError as err:
+            dropped = _swallowed_interrupt() or _interrupt_behind(err)
+            if dropped is not None:  # an error a signal caused: report the signal
                 raise dropped from None
             raise
     except D2MError as err:

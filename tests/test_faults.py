@@ -242,3 +242,40 @@ def test_an_error_that_a_dropped_sigterm_caused_is_reported_as_the_sigterm(monke
         assert kills == []
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("d2m: terminated") and err[1].startswith("d2m: error: cannot decode")
+
+
+def test_a_sigterm_inside_an_extension_import_is_reported_as_the_sigterm(monkeypatch, capsys, tmp_path):
+    """A SIGTERM that lands while a pybind11 extension initialises comes back as
+    ImportError("initialization failed") caused by the interrupt; `load_audio` reports that as an
+    undecodable file. The command must stop as terminated (143), and a plain decode error stays 2."""
+    import argparse
+
+    import librosa
+    import numpy as np
+    import soundfile as sf
+
+    from common.errors import Terminated
+    from d2m import cli
+    from datamodules.audio import load_audio
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros(22050, dtype=np.float32), 22050)
+
+    def import_broken_by_a_signal(*args, **kwargs):
+        try:
+            raise Terminated()
+        except Terminated as signal_exc:  # pybind11's PYBIND11_CATCH_INIT_EXCEPTIONS does this
+            raise ImportError("initialization failed") from signal_exc
+
+    def not_audio(*args, **kwargs):
+        raise ValueError("not audio")
+
+    for fake, code in ((import_broken_by_a_signal, 143), (not_audio, 2)):
+        monkeypatch.setattr(librosa, "load", fake)
+        parser = argparse.ArgumentParser()
+        parser.set_defaults(func=lambda args: load_audio(wav, 22050))
+        monkeypatch.setattr(cli, "build_parser", lambda parser=parser: parser)
+        assert cli.main([]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("d2m: terminated")
+    assert err[1] == f"d2m: error: cannot decode audio file {wav}: not audio"
