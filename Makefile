@@ -14,6 +14,8 @@ export WANDB_SILENT ?= true
 export PYTHONUNBUFFERED := 1
 D2M := $(BIN)/d2m
 JOBS ?= 2
+# pytest worker processes: the suite is mostly single-threaded tiny runs, so one per core
+TEST_WORKERS ?= 2
 
 .PHONY: help setup test test-fast lint demo style-extractor ablation-no-style-regressor ablations \
         bench-cpu-vs-gpu ballet-only wandb-sync clean-wandb clean gpu-check gpu-check-prepare
@@ -37,10 +39,10 @@ setup: $(STAMP) ## create .venv and install the project with its test extras
 
 test: $(STAMP) ## the whole test suite, slow end-to-end tests included
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 test-fast: $(STAMP) ## the suite without the slow end-to-end tests
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .

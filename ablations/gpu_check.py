@@ -80,6 +80,7 @@ class Plan:
     batches: tuple[int, ...] = (256, 64)
     compiled: bool = True
     grid_steps: int = 10
+    profile_steps: tuple[int, int] = (3, 3)  # (profiled steps, warm-up steps) of each profile
     peak_n: int | None = None  # matmul size for the peaks (None: the bench's default)
     bench: tuple[str, ...] = ("--preset", "paper", "--steps", "3", "--modules", BENCH_MODULES)
     start_batch: int = 64
@@ -90,7 +91,8 @@ class Plan:
     time_scale: float = 1.0
 
 
-REHEARSAL = Plan(device="cpu", preset="tiny", batches=(8,), compiled=False, grid_steps=1, peak_n=256,
+REHEARSAL = Plan(device="cpu", preset="tiny", batches=(8,), compiled=False, grid_steps=1, profile_steps=(1, 1),
+                 peak_n=256,
                  bench=("--preset", "tiny", "--steps", "1", "--modules", "decomposition,composition"),
                  start_batch=8, cap=16, train=(("tiny", "tiny", ()),), time_scale=4.0)
 
@@ -259,7 +261,8 @@ def part_profile(work: Path, data: Path) -> dict[str, Any]:
     for precision in ("fp32", "bf16"):
         for key in PAIR:
             profiles.append(profile_step(key, torch.device(pl.device), pl.batches[0], preset=pl.preset,
-                                         precision=precision))
+                                         precision=precision, steps=pl.profile_steps[0],
+                                         warmup=pl.profile_steps[1]))
             save_partial(work, "profile", {"profiles": profiles, "line": f"{len(profiles)} profiles so far"})
     busy = [p["busy_share"] for p in profiles if p["busy_share"] is not None]
     line = f"{len(profiles)} profiles at batch {pl.batches[0]}" + (

@@ -119,37 +119,66 @@ def test_matrix_shares_stages_isolates_failures_and_skips_finished(tiny_override
     assert (tmp_path / "results" / "m" / "ablation.csv").read_bytes() == before
 
 
-@pytest.mark.parametrize("path", sorted(MATRIX_DIR.glob("*.yaml")), ids=lambda p: p.stem)
-def test_every_matrix_file_runs_on_tiny_data(path, tiny_overrides, tmp_path, monkeypatch):
-    """A new matrix file is tested the day it is added: one seed of each cell, tiny sizes, CPU.
+MATRIX_FILES = sorted(MATRIX_DIR.glob("*.yaml"))
+TUNING_FILES = [p for p in MATRIX_FILES if p.stem.startswith("tuning-")]
 
-    Every cell's config is built and validated; a `tuning-*` matrix of more than one cell trains
-    its last cell alone, as the table's baseline (its cells differ only in override values).
-    """
+
+def at_tiny_sizes(overrides: list[str]) -> list[str]:
+    """A tuning matrix pins the sizes and budgets of the recipe it measured; the tests run it at tiny's."""
+    tiny = PRESETS["tiny"]
+    return [*overrides, f"style.hidden={tiny['style']['hidden']}",
+            f"style.optim.max_epochs={tiny['style']['optim']['max_epochs']}",
+            f"decomposition.optim.max_steps={tiny['decomposition']['optim']['max_steps']}",
+            f"composition.optim.max_steps={tiny['composition']['optim']['max_steps']}"]
+
+
+@pytest.mark.parametrize("path", MATRIX_FILES, ids=lambda p: p.stem)
+def test_every_cell_of_every_matrix_file_is_a_valid_config(path, tiny_overrides):
+    """A new matrix file is checked the day it is added: each cell's config is built and validated."""
+    matrix = load_matrix(path)
+    runs = expand(matrix, at_tiny_sizes(tiny_overrides))
+    assert {r.cell for r in runs} == set(matrix.cells)
+    assert {r.seed for r in runs} == set(matrix.seeds)
+
+
+@pytest.mark.parametrize("path", [p for p in MATRIX_FILES if p not in TUNING_FILES], ids=lambda p: p.stem)
+def test_every_make_target_matrix_runs_on_tiny_data(path, tiny_overrides, tmp_path, monkeypatch):
+    """The matrices behind the make targets, every cell at one seed, tiny sizes, CPU: tables and dances."""
     monkeypatch.chdir(tmp_path)
     matrix = load_matrix(path)
-    # a tuning matrix pins the sizes and budgets of the recipe it measured; the test runs it at tiny's
-    tiny = PRESETS["tiny"]
-    tiny_overrides = [*tiny_overrides, f"style.hidden={tiny['style']['hidden']}",
-                      f"style.optim.max_epochs={tiny['style']['optim']['max_epochs']}",
-                      f"decomposition.optim.max_steps={tiny['decomposition']['optim']['max_steps']}",
-                      f"composition.optim.max_steps={tiny['composition']['optim']['max_steps']}"]
-    assert {r.cell for r in expand(matrix, tiny_overrides)} == set(matrix.cells)  # every cell's config is valid
-    names = list(matrix.cells)
-    chosen = names
-    if matrix.name.startswith("tuning-") and len(names) > 1:
-        chosen = names[-1:]
-        spec = yaml.safe_load(path.read_text())
-        spec["cells"], spec["baseline"] = {names[-1]: spec["cells"][names[-1]]}, names[-1]
-        path = tmp_path / path.name
-        path.write_text(yaml.safe_dump(spec))
-    out = run_matrix(path, jobs=2, only_seed=matrix.seeds[0], only_device="cpu", extra_overrides=tiny_overrides,
-                     results_dir=tmp_path / "results")
+    out = run_matrix(path, jobs=2, only_seed=matrix.seeds[0], only_device="cpu",
+                     extra_overrides=at_tiny_sizes(tiny_overrides), results_dir=tmp_path / "results")
     assert (out / f"{matrix.table}.csv").is_file() and (out / f"{matrix.table}.md").is_file()
     table = pd.read_csv(out / f"{matrix.table}.csv")
-    assert set(chosen) <= set(table["cell"])
+    assert set(matrix.cells) <= set(table["cell"])
     if matrix.render:
         assert sorted(p.stem for p in (out / "dances").glob("*.mp4")) == sorted(matrix.cells)
+
+
+def test_the_last_cell_of_every_tuning_matrix_trains_on_tiny_data(tiny_overrides, tmp_path, monkeypatch):
+    """Each tuning matrix's last cell (its cells differ only in override values), all in one matrix.
+
+    One matrix, with a cell per file holding that file's overrides and its last cell's, trains the
+    stages the files share once and makes one table: a file whose overrides no longer train fails
+    its own row. Every tuning file is based on the demo config, which this relies on.
+    """
+    monkeypatch.chdir(tmp_path)
+    cells = {}
+    for path in TUNING_FILES:
+        matrix = load_matrix(path)
+        assert matrix.base == load_matrix(TUNING_FILES[0]).base, path
+        last = list(matrix.cells)[-1]
+        cells[path.stem] = {**matrix.overrides, **matrix.cells[last]}
+    combined = tmp_path / "tuning-all.yaml"
+    combined.write_text(yaml.safe_dump({"name": "tuning-all", "base": load_matrix(TUNING_FILES[0]).base,
+                                        "seeds": [0], "devices": ["cpu"], "baseline": TUNING_FILES[0].stem,
+                                        "cells": cells}))
+    out = run_matrix(combined, jobs=2, extra_overrides=at_tiny_sizes(tiny_overrides),
+                     results_dir=tmp_path / "results")
+    status = {c["cell"]: c["status"] for c in json.loads((out / "cells.json").read_text())}
+    assert status == {stem: "done" for stem in cells}
+    table = pd.read_csv(out / "ablation.csv")
+    assert set(cells) <= set(table["cell"])  # beside the controls' rows
 
 
 def test_sweep_export_names_every_cell(tmp_path):

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # commands too long for a test, with where their tiny equivalent is tested
 SKIPPED = {
-    "make demo": "15 minutes; its matrix at tiny size is test_pipeline.py::test_every_matrix_file_runs_on_tiny_data",
+    "make demo": "about 10 minutes; its matrix at tiny size is tested in test_pipeline.py "
+                 "(test_every_make_target_matrix_runs_on_tiny_data)",
     "make test": "the test suite itself, this test included",
 }
 # overrides a test machine cannot or need not honour, and their tiny-size replacements
