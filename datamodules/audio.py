@@ -240,6 +240,19 @@ def music_beats(wave: np.ndarray, sr: int, fps: int = FPS) -> np.ndarray:
     return np.unique(np.round(times * fps).astype(np.int64))
 
 
+def warm_beat_tracker(sr: int = FeatureConfig.sample_rate) -> None:
+    """Compile librosa's beat tracker in this process, before several processes would at once.
+
+    Its numba gufuncs are compiled on first use and cached beside librosa's code; two processes
+    compiling them at the same moment can leave the cache's files mixed (numba issue #10128), and
+    every later call in any process then segfaults. A command that starts processes in parallel
+    calls this first: with the cache written, they only read it. A second call costs milliseconds.
+    """
+    t = np.arange(4 * sr) / sr
+    clicks = (np.sin(2 * np.pi * 880 * t) * (np.mod(t, 0.5) < 0.03)).astype(np.float32)
+    music_beats(clicks, sr)
+
+
 def music_tempo(wave: np.ndarray, sr: int) -> float:
     """librosa's global tempo estimate in beats per minute."""
     return _beat_track(wave, sr)[0]

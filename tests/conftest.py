@@ -13,6 +13,18 @@ os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 torch.set_num_threads(1)  # tiny models gain nothing from more threads; keeps parallel runs fair
 
 
+def pytest_configure(config):
+    """Compile librosa's beat tracker once, before test workers (pytest-xdist) start side by side.
+
+    Two workers building the tiny dataset at once would both compile its numba gufuncs and can
+    leave their on-disk cache mixed, after which every worker segfaults in the beat tracker.
+    """
+    if not hasattr(config, "workerinput"):  # the controlling process, or a run without workers
+        from datamodules.audio import warm_beat_tracker
+
+        warm_beat_tracker()
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """Three clips per style, 12 s each: enough for every stage to run a few steps."""
