@@ -32,6 +32,8 @@ from pathlib import Path
 
 import torch
 
+from common.errors import D2MError
+
 __all__ = ["PeakMemory", "Timed", "any_stepper", "compile_networks", "count_flops", "matmul_peak", "plain_stepper",
            "synchronize", "time_lightning", "time_plain", "trainer_stepper"]
 
@@ -93,7 +95,7 @@ def plain_stepper(module, family: str, device: torch.device, precision: str = "f
     if not module.automatic_optimization:
         return None
     ac = autocast(device, precision)
-    opt = module.configure_optimizers()
+    opt, schedule = _optimiser_and_schedule(module.configure_optimizers())
     clip = float(module.cfg.optim.grad_clip)
     params = [p for g in opt.param_groups for p in g["params"]]
 
@@ -108,9 +110,22 @@ def plain_stepper(module, family: str, device: torch.device, precision: str = "f
         elif clip > 0:
             torch.nn.utils.clip_grad_norm_(params, clip)
         opt.step()
+        if schedule is not None:  # a per-step schedule, as Lightning steps it after the optimiser
+            schedule.step()
         return loss.detach()
 
     return automatic_step
+
+
+def _optimiser_and_schedule(configured):
+    """The optimiser and the per-step scheduler (or None) from what `configure_optimizers` returned:
+    an optimiser, or Lightning's dict with its `lr_scheduler` entry (a learning-rate schedule)."""
+    if not isinstance(configured, dict):
+        return configured, None
+    entry = configured.get("lr_scheduler")
+    if entry is not None and entry.get("interval", "epoch") != "step":
+        raise D2MError("bench: only per-step learning-rate schedules can be timed in a plain loop")
+    return configured["optimizer"], None if entry is None else entry["scheduler"]
 
 
 def time_plain(step: StepFn, batch: Mapping[str, torch.Tensor], device: torch.device, steps: int, warmup: int,

@@ -85,10 +85,12 @@ def test_the_composition_step_has_one_implementation_run_by_a_trainer():
     assert module.batches_stepped == 2
 
 
-@pytest.mark.parametrize("key", ["style-original", "style-improved", "decomposition"])
+@pytest.mark.parametrize("key", ["style-original", "style-improved", "decomposition", "decomposition-cosine"])
 def test_plain_loop_and_lightning_compute_the_same_step(key):
-    case = next(c for c in CASES if c.key == key)
+    case = next(c for c in CASES if c.key == key.removesuffix("-cosine"))
     cfg = case_config(case, "tiny")
+    if key.endswith("-cosine"):  # a per-step schedule (the small preset's): the rate doubles after step 0
+        cfg.decomposition.optim.update(lr_schedule="cosine", lr_warmup_steps=2, max_steps=10)
     cpu = torch.device("cpu")
     batch = make_batch(case, cfg, cpu, seed=3)
     torch.manual_seed(3)
