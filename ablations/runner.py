@@ -15,7 +15,6 @@ SLURM cluster) is the launcher's business (`ablations/launchers.py`).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import subprocess
 import sys
@@ -140,16 +139,6 @@ def first_test_audio(root: Path) -> Path:
     return root / "audio" / f"{clip_id}.wav"
 
 
-def _warm_beat_tracker() -> None:
-    """Cells started side by side would compile librosa's beat tracker at once and can corrupt its
-    cache (`datamodules.audio.warm_beat_tracker`): compile it here first, where librosa is installed."""
-    if importlib.util.find_spec("librosa") is None:
-        return  # a machine without librosa (the GPU check's) tracks no beats
-    from datamodules.audio import warm_beat_tracker
-
-    warm_beat_tracker()
-
-
 def run_matrix(
     path: str | Path,
     jobs: int = 1,
@@ -190,8 +179,10 @@ def run_matrix(
         else:
             todo.append(r)
     jobs = max(1, min(jobs, len(todo) or 1))
-    if jobs > 1:
-        _warm_beat_tracker()
+    if jobs > 1:  # cells side by side would compile librosa's beat tracker at once
+        from datamodules.audio import warm_beat_tracker
+
+        warm_beat_tracker()
     threads = launch.threads(jobs)
     base = resolve_path(matrix.base).resolve()
     print(f"matrix {matrix.name}: {len(todo)} runs ({len(entries)} skipped), {jobs} at a time, "

@@ -20,6 +20,7 @@ relative to the clip's maximum), so a frame's features never depend on the rest 
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import warnings
 from dataclasses import asdict
@@ -247,7 +248,10 @@ def warm_beat_tracker(sr: int = FeatureConfig.sample_rate) -> None:
     compiling them at the same moment can leave the cache's files mixed (numba issue #10128), and
     every later call in any process then segfaults. A command that starts processes in parallel
     calls this first: with the cache written, they only read it. A second call costs milliseconds.
+    Without librosa (the GPU check's machine) there is nothing to compile.
     """
+    if importlib.util.find_spec("librosa") is None:
+        return
     t = np.arange(4 * sr) / sr
     clicks = (np.sin(2 * np.pi * 880 * t) * (np.mod(t, 0.5) < 0.03)).astype(np.float32)
     music_beats(clicks, sr)
