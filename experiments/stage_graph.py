@@ -99,7 +99,17 @@ def stage_section(cfg: DictConfig, name: str) -> dict[str, Any]:
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = to_container(value)
-    return _without_augmentations_off(_without_disabled_terms(out))
+    return _without_averaging_off(_without_augmentations_off(_without_disabled_terms(out)))
+
+
+def _without_averaging_off(section: dict[str, Any]) -> dict[str, Any]:
+    """The section without `optim.ema_decay` where weight averaging is off (at 0), so the stages
+    trained before the option existed keep their keys; switching it on changes the key."""
+    for block in section.values():
+        optim = block.get("optim") if isinstance(block, dict) else None
+        if isinstance(optim, dict) and optim.get("ema_decay") == 0:
+            del optim["ema_decay"]
+    return section
 
 
 def _without_augmentations_off(section: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from common.atomic import WriteError, write_bytes
 from common.errors import D2MError, Terminated
+from experiments.averaging import averaging_callbacks
 from experiments.progress_callback import progress_setup
 from experiments.timing import StepTimer
 
@@ -226,7 +227,8 @@ def build_trainer(
     )
     timer = StepTimer(batch_size=optim.batch_size)
     show_bar, progress_callbacks = progress_setup(stage_dir.name.rsplit("-", 1)[0], cfg.trainer.progress_bar)
-    callbacks: list[pl.Callback] = [checkpoint, timer, *progress_callbacks]
+    callbacks: list[pl.Callback] = [checkpoint, timer, *progress_callbacks,
+                                    *averaging_callbacks(optim.get("ema_decay", 0.0))]
     if optim.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode=monitor_mode, patience=optim.early_stopping_patience))
     trainer = D2MTrainer(

@@ -52,6 +52,7 @@ class OptimConfig:
     lr_schedule: str = "constant"  # constant | cosine (to lr * lr_final_scale at max_steps); schedules.py
     lr_warmup_steps: int = 0  # linear warm-up of the learning rate over the first N steps
     lr_final_scale: float = 0.0  # cosine: the rate at max_steps, as a fraction of lr
+    ema_decay: float = 0.0  # exponential moving average of the weights (0 disables); experiments/averaging.py
 
 
 # The sizes each style-extractor architecture takes unless the config gives them (DESIGN.md section 3).
