@@ -20,8 +20,8 @@ the paper is written out below, the objective's switches included:
 - `optim.betas: [0.5, 0.999]`, `optim.clip_mode: joint`: GAN-style Adam momentum, one gradient norm;
 - decomposition: the `velocity_reconstruction` term on (weight 30), lr 3.5e-3 with a 50-step
   warm-up and a cosine decay to 5%, batch 32 for 2100 steps (docs/training.md, sections 2, 3e and
-  3n: the paper's batch is 512; at 32 a step costs 124 ms against 208 at 64, so 2100 steps take
-  the time of 64 x 1250, and 3 seeds rebuilt the test units at 0.429 +- 0.010 of the first-pose
+  3n: the paper's batch is 256; at 32 a step costs 0.55-0.65 of one at 64 on 2 CPU threads, so
+  2100 steps take the time of 64 x 1250, and 3 seeds rebuilt the test units at 0.429 +- 0.010 of the first-pose
   baseline against 0.519 +- 0.064 for 64 x 1250 at 5e-3), the gradient norm clipped at 1 on the
   joint norm (the paper clips each network at 0.5; unclipped, three trainings of one config and
   seed ended at 0.46-0.57 of the first-pose baseline, section 3j);
