@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from common.errors import D2MError
 from experiments.config import load_config, resolve_path
 
-MATRIX_KEYS = ("name", "base", "seeds", "devices", "overrides", "cells", "baseline", "until", "table", "render")
+MATRIX_KEYS = ("name", "base", "seeds", "devices", "overrides", "cells", "baseline", "until", "table", "render",
+               "reuse_stages_from")
 UNTIL = ("style", "decomposition", "composition", "evaluation")
 MATRIX_DIR = Path(__file__).parent / "matrices"
 
@@ -34,6 +35,8 @@ class Matrix:
     until: str = "evaluation"  # the last stage each cell runs
     table: str = "ablation"  # file name of the main table under results/<name>/
     render: bool = False  # render one generated dance per cell (first seed) into results/<name>/dances/
+    # other matrices whose finished stage folders this one takes instead of retraining (ablations/reuse.py)
+    reuse_stages_from: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -95,10 +98,13 @@ def load_matrix(path: str | Path) -> Matrix:
     until = str(raw.get("until") or "evaluation")
     if until not in UNTIL:
         raise D2MError(f"matrix {p}: until '{until}' is not one of {', '.join(UNTIL)}")
+    reuse = raw.get("reuse_stages_from") or []
+    if not isinstance(reuse, list) or not all(isinstance(n, str) and n and "/" not in n for n in reuse):
+        raise D2MError(f"matrix {p}: 'reuse_stages_from' must be a list of matrix names, got {reuse!r}")
     return Matrix(name=str(raw["name"]), base=str(raw["base"]), seeds=[int(s) for s in raw.get("seeds") or [0]],
                   devices=devices, overrides=dict(raw.get("overrides") or {}), cells=cells, baseline=baseline,
                   path=p, until=until, table=str(raw.get("table") or "ablation"),
-                  render=bool(raw.get("render", False)))
+                  render=bool(raw.get("render", False)), reuse_stages_from=list(reuse))
 
 
 def expand(matrix: Matrix, extra: list[str] | tuple[str, ...] = ()) -> list[CellRun]:

@@ -178,6 +178,14 @@ def run_matrix(
                             "status": "done", "note": "already finished"})
         else:
             todo.append(r)
+    if matrix.reuse_stages_from:
+        from ablations.reuse import reuse_stages
+
+        taken = reuse_stages(todo, matrix.until, matrix.reuse_stages_from)
+        if taken:
+            sources = sorted({name for name, _ in taken})
+            print(f"matrix {matrix.name}: took {len(taken)} finished stage folder(s) from {', '.join(sources)}",
+                  file=sys.stderr)
     jobs = max(1, min(jobs, len(todo) or 1))
     if jobs > 1:  # cells side by side would compile librosa's beat tracker at once
         from datamodules.audio import warm_beat_tracker
