@@ -33,6 +33,10 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+def _copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, copy_function=_link_or_copy)
+
+
 def _renamed(value: Any, old: str, new: str) -> Any:
     """`value` with every string that names a path under `old` moved under `new`."""
     if isinstance(value, str) and (value == old or value.startswith(old + os.sep)):
@@ -48,11 +52,16 @@ def _take(src: Path, dst: Path) -> None:
     """Copy a finished stage folder to `dst` (hard links) and point its done.json at `dst`; atomic."""
     tmp = dst.with_name(f".{dst.name}.reuse-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)  # a leftover of this process id's own interrupted copy
-    shutil.copytree(src, tmp, copy_function=_link_or_copy)
+    _copy_tree(src, tmp)
     record = read_json(tmp / DONE, {})
     # write_json replaces the file (a new inode), so the linked original keeps its own
     write_json(tmp / DONE, _renamed(record, str(src.resolve()), str(dst.resolve())))
-    os.replace(tmp, dst)
+    try:
+        os.replace(tmp, dst)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not is_done(dst):  # not a matrix beside this one that took the same folder first
+            raise
 
 
 def reuse_stages(runs: list[CellRun], until: str, matrices: list[str]) -> list[tuple[str, Path]]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ablations import reuse
 from ablations.matrix import expand, load_matrix
 from ablations.reuse import reuse_stages
 from ablations.runner import run_matrix
@@ -89,3 +90,19 @@ def test_a_matrix_runs_on_the_stages_of_another(tiny_dataset, tmp_path, monkeypa
     assert "style: cached" in log and "style: start" not in log  # found trained, not trained again
     style = stage_dir(expand(load_matrix(second))[0].cfg, "style")
     assert json.loads((style / "done.json").read_text())["dir"] == str(style.resolve())
+
+
+def test_a_folder_taken_first_by_a_matrix_beside_it_is_kept(tmp_path, monkeypatch):
+    runs = expand(load_matrix(write_matrix(tmp_path, "b", tmp_path / "runs")))
+    mine = stage_dir(runs[0].cfg, "style")
+    theirs = finished_stage(tmp_path / "runs" / "a" / "stages" / mine.name)
+    real_copy = reuse._copy_tree
+
+    def copy_while_another_takes_it(src, dst):  # the other process finishes its copy meanwhile
+        real_copy(src, mine)
+        real_copy(src, dst)
+
+    monkeypatch.setattr(reuse, "_copy_tree", copy_while_another_takes_it)
+    assert reuse_stages(runs, "style", ["a"]) == [("a", mine)]
+    assert is_done(mine) and sorted(p.name for p in mine.parent.iterdir()) == [mine.name]
+    assert (theirs / "done.json").is_file()
