@@ -51,17 +51,20 @@ def _renamed(value: Any, old: str, new: str) -> Any:
 def _take(src: Path, dst: Path) -> None:
     """Copy a finished stage folder to `dst` (hard links) and point its done.json at `dst`; atomic."""
     tmp = dst.with_name(f".{dst.name}.reuse-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)  # a leftover of this process id's own interrupted copy
-    _copy_tree(src, tmp)
-    record = read_json(tmp / DONE, {})
-    # write_json replaces the file (a new inode), so the linked original keeps its own
-    write_json(tmp / DONE, _renamed(record, str(src.resolve()), str(dst.resolve())))
+    shutil.rmtree(tmp, ignore_errors=True)  # a leftover of this process id's own killed copy
     try:
+        _copy_tree(src, tmp)
+        record = read_json(tmp / DONE, {})
+        # write_json replaces the file (a new inode), so the linked original keeps its own
+        write_json(tmp / DONE, _renamed(record, str(src.resolve()), str(dst.resolve())))
         os.replace(tmp, dst)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not is_done(dst):  # not a matrix beside this one that took the same folder first
+        if not is_done(dst):  # unless a matrix beside this one took the same folder first
             raise
+    except BaseException:  # Ctrl-C or SIGTERM: nothing half-copied is left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def reuse_stages(runs: list[CellRun], until: str, matrices: list[str]) -> list[tuple[str, Path]]:
