@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ablations.matrix import CellRun
-from common.atomic import read_json, write_json
+from common.atomic import WriteError, atomic_dir, read_json, write_json
 from experiments.rundir import DONE, group_dir, is_done, stage_dir
 from experiments.stage_graph import stages_until
 
@@ -34,7 +34,7 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, copy_function=_link_or_copy)
+    shutil.copytree(src, dst, copy_function=_link_or_copy, dirs_exist_ok=True)
 
 
 def _renamed(value: Any, old: str, new: str) -> Any:
@@ -50,21 +50,15 @@ def _renamed(value: Any, old: str, new: str) -> Any:
 
 def _take(src: Path, dst: Path) -> None:
     """Copy a finished stage folder to `dst` (hard links) and point its done.json at `dst`; atomic."""
-    tmp = dst.with_name(f".{dst.name}.reuse-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)  # a leftover of this process id's own killed copy
     try:
-        _copy_tree(src, tmp)
-        record = read_json(tmp / DONE, {})
-        # write_json replaces the file (a new inode), so the linked original keeps its own
-        write_json(tmp / DONE, _renamed(record, str(src.resolve()), str(dst.resolve())))
-        os.replace(tmp, dst)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_dir(dst, replace=False) as tmp:
+            _copy_tree(src, tmp)
+            record = read_json(tmp / DONE, {})
+            # write_json replaces the file (a new inode), so the linked original keeps its own
+            write_json(tmp / DONE, _renamed(record, str(src.resolve()), str(dst.resolve())))
+    except WriteError:
         if not is_done(dst):  # unless a matrix beside this one took the same folder first
             raise
-    except BaseException:  # Ctrl-C or SIGTERM: nothing half-copied is left
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def reuse_stages(runs: list[CellRun], until: str, matrices: list[str]) -> list[tuple[str, Path]]:
@@ -78,7 +72,6 @@ def reuse_stages(runs: list[CellRun], until: str, matrices: list[str]) -> list[t
             for name in matrices:
                 src = group_dir(r.cfg).parent / name / "stages" / dst.name
                 if is_done(src):
-                    dst.parent.mkdir(parents=True, exist_ok=True)
                     _take(src, dst)
                     taken.append((name, dst))
                     break
